@@ -1,0 +1,132 @@
+"""The `egov-agent` command line: run, check-config, probe and schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from agent import __version__
+from agent.config import Config, builtin_modules, config_schema, load_config
+from agent.errors import ConfigError, StartupError
+from agent.logs import LEVELS, setup_logging
+
+DEFAULT_CONFIG = "config/agent.yaml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run the subcommand; returns the process exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    handler = {"run": _run, "check-config": _check_config, "probe": _probe, "schema": _schema}[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="egov-agent", description="Monitoring agent for e-government offices.")
+    parser.add_argument("--version", action="version", version=f"egov-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the agent")
+    run.add_argument("--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
+    run.add_argument("--web.listen-address", dest="listen_address", help="HOST:PORT, overrides web.listen_address")
+    run.add_argument("--web.config.file", dest="web_config_file", help="TLS and basic auth config (exporter-toolkit)")
+    _log_flags(run)
+
+    check = sub.add_parser("check-config", help="validate a config file; exit 0 if valid, 1 otherwise")
+    check.add_argument("file")
+
+    probe = sub.add_parser("probe", help="run one module against one target and print the metrics")
+    probe.add_argument("--config", help="config file with the module (built-in modules need none)")
+    probe.add_argument("--module", required=True, help="module name")
+    probe.add_argument("--debug", action="store_true", help="print the run's log and the module on stderr")
+    probe.add_argument("target")
+    _log_flags(probe)
+
+    sub.add_parser("schema", help="print the config file's JSON Schema")
+    return parser
+
+
+def _log_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log.level", dest="log_level", choices=sorted(LEVELS), default="info")
+    parser.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"], default="logfmt")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from agent.lifecycle import Agent
+
+    setup_logging(args.log_level, args.log_format)
+    if args.web_config_file:
+        print("egov-agent: --web.config.file (TLS and basic auth) is not supported by this version; "
+              "keep web.listen_address on 127.0.0.1 or put a TLS proxy in front", file=sys.stderr)
+        return 1
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        print(err.render(), file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(_serve(Agent(config, args.config, args.listen_address)))
+    except StartupError as err:
+        print(f"egov-agent: {err}", file=sys.stderr)
+        return 1
+
+
+async def _serve(agent: Any) -> int:
+    result: int = await agent.run()
+    return result
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.file)
+    except ConfigError as err:
+        print(err.render(), file=sys.stderr)
+        return 1
+    jobs = sum(len(check.targets) for check in config.checks)
+    print(f"{args.file}: valid: {len(config.checks)} checks, {jobs} jobs, office {config.office.org_id}")
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from agent.probe_once import probe_once
+
+    setup_logging(args.log_level, args.log_format)
+    config: Config | None = None
+    if args.config:
+        try:
+            config = load_config(args.config)
+        except ConfigError as err:
+            print(err.render(), file=sys.stderr)
+            return 2
+    modules = config.modules if config is not None else builtin_modules()
+    module = modules.get(args.module)
+    if module is None:
+        print(f"egov-agent: unknown module {args.module!r}; known: {', '.join(sorted(modules))}", file=sys.stderr)
+        return 2
+    try:
+        text, result = asyncio.run(probe_once(config, args.module, module, args.target))
+    except ValueError as err:
+        print(f"egov-agent: {err}", file=sys.stderr)
+        return 2
+    sys.stdout.write(text)
+    if args.debug:
+        for line in result.lines:
+            print(f"{line.level}: {line.message}", file=sys.stderr)
+        dumped = json.dumps(module.model_dump(mode="json"), indent=2, ensure_ascii=False)
+        print(f"module {args.module}:\n{dumped}", file=sys.stderr)
+    return 0 if result.success else 1
+
+
+def _schema(_: argparse.Namespace) -> int:
+    print(json.dumps(config_schema(), indent=2, ensure_ascii=False))
+    return 0

@@ -1,0 +1,423 @@
+"""The agent's YAML config: pydantic models, loading, and errors that name their YAML path and line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Hashable
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+    model_validator,
+)
+
+from agent.errors import ConfigError, ConfigIssue
+from collectors import COLLECTORS
+
+SERVICES = ("wan", "dms", "portal", "mail", "onestop", "publicservice", "lgsp", "dns", "host", "other")
+DEFAULT_HIERARCHY = {"name": "qn-2012", "levels": ["province", "district", "commune"]}
+DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9470"
+
+_DURATION_RE = re.compile(r"^((\d+(\.\d+)?)(ms|s|m|h|d|w|y))+$")
+_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def parse_duration(value: object) -> float:
+    """Prometheus-style duration (`30s`, `5m`, `1h30m`, `200ms`) to seconds."""
+    if isinstance(value, bool) or not isinstance(value, str) or not _DURATION_RE.match(value.strip()):
+        raise ValueError(f"invalid duration {value!r}: use a number with a unit (ms, s, m, h, d, w, y), e.g. 30s")
+    seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART_RE.findall(value))
+    if seconds <= 0:
+        raise ValueError(f"invalid duration {value!r}: must be greater than zero")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds back to the shortest duration string that parses to the same value."""
+    if seconds < 1 or seconds != int(seconds):
+        return f"{round(seconds * 1000)}ms"
+    for unit in ("w", "d", "h", "m"):
+        if seconds % _UNIT_SECONDS[unit] == 0:
+            return f"{int(seconds // _UNIT_SECONDS[unit])}{unit}"
+    return f"{int(seconds)}s"
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": _DURATION_RE.pattern, "examples": ["30s", "5m"]}),
+]
+
+
+class Secret:
+    """A value read from a file or the environment; it never shows itself in repr, str or logs."""
+
+    __slots__ = ("_source", "_value")
+
+    def __init__(self, value: str, source: str) -> None:
+        self._value = value
+        self._source = source
+
+    def reveal(self) -> str:
+        """The secret itself, for the one place that sends it."""
+        return self._value
+
+    @property
+    def source(self) -> str:
+        """Where it came from (`file:/path` or `env:NAME`), safe to show."""
+        return self._source
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _load_secret(value: object) -> Secret:
+    if isinstance(value, Secret):
+        return value
+    if not isinstance(value, dict) or len(value) != 1 or not ({"file", "env"} & value.keys()):
+        raise ValueError("a secret is given as {file: PATH} or {env: VARIABLE}, never inline")
+    if "file" in value:
+        path = str(value["file"])
+        try:
+            text = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"cannot read secret file {path}: {getattr(err, 'strerror', None) or err}") from None
+        if not text:
+            raise ValueError(f"secret file {path} is empty")
+        return Secret(text, f"file:{path}")
+    name = str(value["env"])
+    text = os.environ.get(name, "")
+    if not text:
+        raise ValueError(f"environment variable {name} is not set or empty")
+    return Secret(text, f"env:{name}")
+
+
+SecretValue = Annotated[
+    Secret,
+    BeforeValidator(_load_secret),
+    PlainSerializer(lambda s: {"source": s.source}, return_type=dict),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "oneOf": [
+                {"properties": {"file": {"type": "string"}}, "required": ["file"], "additionalProperties": False},
+                {"properties": {"env": {"type": "string"}}, "required": ["env"], "additionalProperties": False},
+            ],
+        }
+    ),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$", max_length=128)]
+
+
+class Office(_Model):
+    """Who this agent speaks for: Decision 20/2020 agency code, name, level and parent."""
+
+    org_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)]
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    level: Annotated[str, Field(min_length=1, max_length=64)]
+    parent_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)] | None = None
+    admin_code: Annotated[str, Field(max_length=32)] | None = None
+
+
+class Hierarchy(_Model):
+    """A versioned list of administrative levels, top first (levels are data, not code)."""
+
+    name: Name = "qn-2012"
+    levels: Annotated[list[Name], Field(min_length=1, max_length=8)] = DEFAULT_HIERARCHY["levels"]  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _unique_levels(self) -> Hierarchy:
+        if len(set(self.levels)) != len(self.levels):
+            raise ValueError("levels must be unique")
+        return self
+
+
+class Web(_Model):
+    """Where the HTTP endpoints listen."""
+
+    listen_address: Annotated[str, Field(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$")] = (
+        DEFAULT_LISTEN_ADDRESS
+    )
+    config_file: str | None = None
+
+
+class AgentSection(_Model):
+    """Process-wide limits."""
+
+    max_concurrent_runs: Annotated[int, Field(ge=1, le=10000)] = 64
+
+
+class Check(_Model):
+    """A module run against targets at an interval, tagged with a service."""
+
+    name: Name
+    module: Name
+    service: Literal["wan", "dms", "portal", "mail", "onestop", "publicservice", "lgsp", "dns", "host", "other"]
+    targets: Annotated[list[Annotated[str, Field(min_length=1, max_length=1024)]], Field(min_length=1)]
+    interval: Duration = 60.0
+
+    @model_validator(mode="after")
+    def _unique_targets(self) -> Check:
+        if len(set(self.targets)) != len(self.targets):
+            raise ValueError("targets must be unique within a check")
+        return self
+
+
+@cache
+def module_model() -> Any:
+    """The discriminated union of every kind's module model, built from the collector registry."""
+    variants = []
+    for kind, spec in COLLECTORS.items():
+        variant = create_model(
+            f"{kind.capitalize()}Module",
+            __base__=_Model,
+            kind=(Literal[kind], ...),
+            timeout=(Duration, 10.0),
+            **{kind: (spec.settings, Field(default_factory=spec.settings))},  # type: ignore[call-overload]
+        )
+        variants.append(variant)
+    return Annotated[tuple(variants)[0] if len(variants) == 1 else _union(variants), Field(discriminator="kind")]
+
+
+def _union(variants: list[Any]) -> Any:
+    union = variants[0]
+    for variant in variants[1:]:
+        union = union | variant
+    return union
+
+
+@cache
+def config_model() -> type[BaseModel]:
+    """The whole config file's model."""
+    return create_model(
+        "AgentConfig",
+        __base__=_Model,
+        office=(Office, ...),
+        hierarchy=(Hierarchy, Field(default_factory=Hierarchy)),
+        web=(Web, Field(default_factory=Web)),
+        agent=(AgentSection, Field(default_factory=AgentSection)),
+        modules=(dict[Name, module_model()], Field(default_factory=dict)),  # type: ignore[valid-type]
+        checks=(list[Check], Field(default_factory=list)),
+    )
+
+
+class Config:
+    """A validated config: the parsed model plus the built-in modules it may use."""
+
+    def __init__(self, model: Any, source: str, raw_sha256: str) -> None:
+        self.model = model
+        self.source = source
+        self.sha256 = raw_sha256
+        self.office: Office = model.office
+        self.hierarchy: Hierarchy = model.hierarchy
+        self.web: Web = model.web
+        self.agent: AgentSection = model.agent
+        self.checks: list[Check] = model.checks
+        self.modules: dict[str, Any] = {**builtin_modules(), **model.modules}
+
+    def check_fingerprint(self, check: Check) -> str:
+        """A digest of everything that decides how a check runs, to find what a reload changed."""
+        module = self.modules[check.module]
+        payload = json.dumps(
+            [check.model_dump(mode="json"), module.model_dump(mode="json")], sort_keys=True, default=repr
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@cache
+def builtin_modules() -> dict[str, Any]:
+    """Modules usable with no config file, validated once."""
+    adapter_model = create_model("_Builtins", __base__=_Model, modules=(dict[str, module_model()], ...))  # type: ignore[valid-type]
+    raw = {name: body for spec in COLLECTORS.values() for name, body in spec.builtin_modules.items()}
+    return dict(adapter_model(modules=raw).modules)  # type: ignore[attr-defined]
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a config file; raises ConfigError listing every issue with its YAML path."""
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as err:
+        raise ConfigError(source, [ConfigIssue("", f"cannot read config: {err.strerror or err}")]) from None
+    return parse_config(raw, source)
+
+
+def parse_config(raw: bytes, source: str) -> Config:
+    """Validate config text; raises ConfigError listing every issue with its YAML path and line."""
+    try:
+        text = raw.decode("utf-8")
+        loader = _StrictLoader(text)
+        try:
+            root = loader.get_single_node()
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
+    except UnicodeDecodeError as err:
+        raise ConfigError(source, [ConfigIssue("", f"not UTF-8 text: {err.reason} at byte {err.start}")]) from None
+    except yaml.MarkedYAMLError as err:
+        line = err.problem_mark.line + 1 if err.problem_mark else None
+        what = f"{err.context or ''} {err.problem or ''}".strip()
+        raise ConfigError(source, [ConfigIssue("", f"invalid YAML: {what}", line)]) from None
+    except yaml.YAMLError as err:
+        raise ConfigError(source, [ConfigIssue("", f"invalid YAML: {err}")]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(source, [ConfigIssue("", "the config must be a YAML mapping (office:, checks:, ...)")])
+    try:
+        model = config_model().model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(source, [_issue(e, root) for e in err.errors()]) from None
+    issues = list(_cross_checks(model, root))
+    if issues:
+        raise ConfigError(source, issues)
+    return Config(model, source, hashlib.sha256(raw).hexdigest())
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema of the config file, as written to config/schema.json."""
+    schema = config_model().model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "egov-agent configuration"
+    return schema
+
+
+def _cross_checks(model: Any, root: yaml.Node | None) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    office, hierarchy = model.office, model.hierarchy
+    if office.level not in hierarchy.levels:
+        issues.append(
+            _at(root, ("office", "level"), f"level {office.level!r} is not in hierarchy {hierarchy.name!r} "
+                f"({', '.join(hierarchy.levels)})")
+        )
+    elif office.level != hierarchy.levels[0] and not office.parent_id:
+        issues.append(_at(root, ("office",), f"an office at level {office.level!r} needs a parent_id"))
+    modules = {**builtin_modules(), **model.modules}
+    seen: dict[str, int] = {}
+    for index, check in enumerate(model.checks):
+        if check.name in seen:
+            issues.append(
+                _at(root, ("checks", index, "name"), f"duplicate check name {check.name!r} (also checks[{seen[check.name]}])")
+            )
+        seen.setdefault(check.name, index)
+        module = modules.get(check.module)
+        if module is None:
+            issues.append(
+                _at(root, ("checks", index, "module"), f"unknown module {check.module!r}; known: {', '.join(sorted(modules))}")
+            )
+            continue
+        if module.timeout >= check.interval:
+            issues.append(
+                _at(root, ("checks", index, "interval"),
+                    f"interval {format_duration(check.interval)} must be longer than module {check.module!r} "
+                    f"timeout {format_duration(module.timeout)}")
+            )
+        spec = COLLECTORS[module.kind]
+        if spec.check_target is not None:
+            for t_index, target in enumerate(check.targets):
+                try:
+                    spec.check_target(target, getattr(module, module.kind))
+                except ValueError as err:
+                    issues.append(_at(root, ("checks", index, "targets", t_index), str(err)))
+    return issues
+
+
+def _issue(error: Any, root: yaml.Node | None) -> ConfigIssue:
+    loc = _strip_union_tags(tuple(error["loc"]))
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        message = "unknown key"
+    elif kind == "missing":
+        message = "missing required key"
+    elif kind == "union_tag_invalid":
+        message = f"unknown kind {error.get('ctx', {}).get('tag')!r}; known: {', '.join(sorted(COLLECTORS))}"
+    elif kind == "union_tag_not_found":
+        message = f"missing key 'kind' (one of: {', '.join(sorted(COLLECTORS))})"
+    elif kind == "literal_error" and loc and loc[-1] == "service":
+        message = f"unknown service {error.get('input')!r}; one of: {', '.join(SERVICES)}"
+    else:
+        message = error["msg"].removeprefix("Value error, ")
+    return _at(root, loc, message)
+
+
+def _strip_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """pydantic puts the discriminator value into the path (modules.x.http.timeout); users never wrote it."""
+    if len(loc) >= 3 and loc[0] == "modules" and loc[2] in COLLECTORS:
+        return loc[:2] + loc[3:]
+    return loc
+
+
+def _at(root: yaml.Node | None, loc: tuple[Any, ...], message: str) -> ConfigIssue:
+    return ConfigIssue(format_path(loc), message, _line_of(root, loc))
+
+
+def format_path(loc: tuple[Any, ...]) -> str:
+    """('checks', 2, 'interval') -> 'checks[2].interval'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
+            if match is None:
+                key = next((k for k, _ in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
+                return key.start_mark.line + 1 if key is not None else line
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of silently keeping the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if not isinstance(key, Hashable):
+                continue  # SafeLoader itself reports unhashable keys
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)

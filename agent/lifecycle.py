@@ -1,0 +1,221 @@
+"""The running agent: start-up order, reload on SIGHUP or POST /-/reload, shutdown in reverse within 10 s."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from contextlib import suppress
+
+from prometheus_client import CollectorRegistry
+
+from agent.config import Config, load_config
+from agent.errors import ConfigError
+from agent.runner import Job, ProbeResult, Runner
+from agent.scheduler import Scheduler
+from agent.selfmetrics import SelfMetrics
+from agent.store import ResultStore
+from exporters.exposition import Exposition
+from exporters.web import WebContext, WebServer
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_SECONDS = 10.0
+LAG_INTERVAL_SECONDS = 0.25
+PROCESS_REFRESH_SECONDS = 5.0
+
+
+def jobs_from_config(config: Config) -> list[Job]:
+    """One job per check and target, with its module resolved."""
+    from collectors import COLLECTORS
+
+    jobs = []
+    for check in config.checks:
+        module = config.modules[check.module]
+        spec = COLLECTORS[module.kind]
+        fingerprint = config.check_fingerprint(check)
+        for target in check.targets:
+            jobs.append(
+                Job(
+                    check=check.name,
+                    target=target,
+                    module=check.module,
+                    service=check.service,
+                    interval=check.interval,
+                    timeout=module.timeout,
+                    spec=spec,
+                    settings=getattr(module, module.kind),
+                    fingerprint=fingerprint,
+                )
+            )
+    return jobs
+
+
+def office_labels(config: Config) -> dict[str, str]:
+    """The labels every series carries."""
+    return {"org_id": config.office.org_id, "level": config.office.level}
+
+
+def office_info(config: Config) -> dict[str, str]:
+    """The labels of egov_office_info."""
+    office = config.office
+    return {
+        "org_id": office.org_id,
+        "name": office.name,
+        "level": office.level,
+        "parent_id": office.parent_id or "",
+        "hierarchy": config.hierarchy.name,
+        "admin_code": office.admin_code or "",
+    }
+
+
+class Agent:
+    """Owns every part of a running agent and the order in which they start and stop."""
+
+    def __init__(self, config: Config, config_path: str, listen_address: str | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.metrics = SelfMetrics()
+        self.store = ResultStore()
+        self.exposition = Exposition(office_labels(config))
+        self.runner = Runner(config.agent.max_concurrent_runs)
+        self.scheduler = Scheduler(self._run, self._skipped)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.metrics)
+        self.store.subscribe(self._on_result, self.exposition.remove)
+        self._listen_address = listen_address or config.web.listen_address
+        self.web = WebServer(
+            WebContext(
+                exposition=self.exposition,
+                registry=self.registry,
+                store=self.store,
+                office=lambda: office_info(self.config),
+                reload=self.reload,
+                ready=lambda: self._ready,
+            ),
+            self._listen_address,
+        )
+        self._stopping = asyncio.Event()
+        self._ready = False
+        self._reload_lock = asyncio.Lock()
+        self._background: list[asyncio.Task[None]] = []
+
+    async def run(self) -> int:
+        """Start, serve until SIGTERM or SIGINT, then stop; raises StartupError if it cannot start."""
+        self._apply_identity(self.config)
+        self.metrics.observe_reload(True)
+        self.metrics.refresh_process()
+        await self.web.start()
+        try:
+            self.scheduler.start()
+            self._sync_jobs(self.config)
+            self._install_signals()
+            self._background = [
+                asyncio.create_task(self._watch_loop_lag(), name="loop-lag"),
+                asyncio.create_task(self._refresh_process(), name="process-stats"),
+            ]
+            self._ready = True
+            log.info(
+                "agent started",
+                extra={"kv": {"config": self.config_path, "jobs": len(self.scheduler.jobs()),
+                              "org_id": self.config.office.org_id}},
+            )
+            await self._stopping.wait()
+        finally:
+            await self._shutdown()
+        return 0
+
+    def stop(self) -> None:
+        """Ask the agent to shut down."""
+        self._stopping.set()
+
+    async def reload(self) -> tuple[bool, str]:
+        """Re-read the config file; a bad file keeps the running config. Returns (ok, message)."""
+        async with self._reload_lock:
+            try:
+                config = await asyncio.to_thread(load_config, self.config_path)
+            except ConfigError as err:
+                self.metrics.observe_reload(False)
+                log.error("config reload failed; keeping the running config",
+                          extra={"kv": {"config": self.config_path, "errors": err.render()}})
+                return False, err.render()
+            if config.web.listen_address != self.config.web.listen_address:
+                log.warning("web.listen_address changed; it takes effect at the next restart",
+                            extra={"kv": {"listening": self._listen_address}})
+            if config.office != self.config.office or config.hierarchy != self.config.hierarchy:
+                self._apply_identity(config)
+                for result in self.store.latest():
+                    self.exposition.update(result)
+            self.runner.resize(config.agent.max_concurrent_runs)
+            added, changed, removed = self._sync_jobs(config)
+            self.config = config
+            self.metrics.observe_reload(True)
+            log.info("config reloaded", extra={"kv": {"added": added, "changed": changed, "removed": removed}})
+            return True, "ok"
+
+    async def _run(self, job: Job) -> None:
+        self.metrics.in_flight += 1
+        try:
+            result = await self.runner.run(job)
+        finally:
+            self.metrics.in_flight -= 1
+        self.store.put(result)
+
+    def _on_result(self, result: ProbeResult) -> None:
+        self.metrics.observe_run(result)
+        self.exposition.update(result)
+
+    def _skipped(self, job: Job) -> None:
+        self.metrics.observe_skip(job.check)
+
+    def _apply_identity(self, config: Config) -> None:
+        self.metrics.office_labels = office_labels(config)
+        self.metrics.office_info = office_info(config)
+        self.exposition.set_office(office_labels(config))
+
+    def _sync_jobs(self, config: Config) -> tuple[int, int, int]:
+        jobs = jobs_from_config(config)
+        counts = self.scheduler.sync(jobs)
+        self.store.retain({job.key for job in jobs})
+        self.metrics.jobs = len(jobs)
+        return counts
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGINT, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._background.append(
+            asyncio.create_task(self._reload_quietly(), name="reload")))
+
+    async def _reload_quietly(self) -> None:
+        await self.reload()
+
+    async def _shutdown(self) -> None:
+        deadline = time.monotonic() + SHUTDOWN_SECONDS
+        self._ready = False
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        await self.scheduler.shutdown(timeout=max(0.1, (deadline - time.monotonic()) / 2))
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with suppress(asyncio.CancelledError):
+                await task
+        with suppress(TimeoutError):
+            async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                await self.web.stop()
+        log.info("agent stopped")
+
+    async def _watch_loop_lag(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(LAG_INTERVAL_SECONDS)
+            self.metrics.loop_lag.observe(max(0.0, loop.time() - started - LAG_INTERVAL_SECONDS))
+
+    async def _refresh_process(self) -> None:
+        while True:
+            await asyncio.sleep(PROCESS_REFRESH_SECONDS)
+            self.metrics.refresh_process()

@@ -1,0 +1,10 @@
+"""The probe kinds egov-agent knows, as an explicit registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collectors import host, process
+from collectors.base import CollectorSpec
+
+COLLECTORS: dict[str, CollectorSpec[Any]] = {spec.kind: spec for spec in (host.SPEC, process.SPEC)}

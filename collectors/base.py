@@ -1,0 +1,129 @@
+"""The one small interface every collector implements: specs, the per-run sink and the probe context."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from agent.errors import Outcome
+
+MetricType = Literal["gauge", "counter"]
+
+
+class Settings(BaseModel):
+    """Base of every kind's settings block: unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One metric a collector may emit: the catalogue entry behind HELP and TYPE."""
+
+    name: str
+    type: MetricType
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+class Sample(NamedTuple):
+    """One value of one series; labels are (name, value) pairs in the spec's order."""
+
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    value: float
+
+
+class MetricSink:
+    """Collects the samples of one run; refuses names and labels its catalogue does not declare."""
+
+    __slots__ = ("_catalog", "_samples")
+
+    def __init__(self, catalog: dict[str, MetricSpec]) -> None:
+        self._catalog = catalog
+        self._samples: list[Sample] = []
+
+    def add(self, name: str, value: float, *label_values: str) -> None:
+        """Record one sample; label values are given in the order the spec declares them."""
+        spec = self._catalog.get(name)
+        if spec is None:
+            raise ValueError(f"metric {name!r} is not declared by this collector")
+        if len(label_values) != len(spec.labels):
+            raise ValueError(f"metric {name!r} takes labels {spec.labels}, got {len(label_values)} values")
+        self._samples.append(Sample(name, tuple(zip(spec.labels, label_values, strict=True)), float(value)))
+
+    def samples(self) -> list[Sample]:
+        """The samples recorded so far, in the order they were added."""
+        return self._samples
+
+
+@dataclass(slots=True)
+class LogLine:
+    """One line of a run's debug log."""
+
+    at: float
+    level: str
+    message: str
+
+
+@dataclass(slots=True)
+class ProbeContext:
+    """What a probe gets for one run: target, deadline, sink, log, and where to record the outcome."""
+
+    check: str
+    module: str
+    target: str
+    deadline: float
+    sink: MetricSink
+    outcome: Outcome = Outcome.SUCCESS
+    error: str = ""
+    lines: list[LogLine] = field(default_factory=list)
+    partial_errors: dict[str, int] = field(default_factory=dict)
+
+    def remaining(self) -> float:
+        """Seconds left before the run's deadline (never negative)."""
+        return max(0.0, self.deadline - asyncio.get_running_loop().time())
+
+    def log(self, message: str, *args: object, level: str = "debug") -> None:
+        """Add a line to the run's debug log."""
+        self.lines.append(LogLine(time.time(), level, message % args if args else message))
+
+    def fail(self, outcome: Outcome, message: str, *args: object) -> Literal[False]:
+        """Record an expected failure and return False, for `return ctx.fail(...)`."""
+        text = message % args if args else message
+        self.outcome = outcome
+        self.error = text
+        self.lines.append(LogLine(time.time(), "error", text))
+        return False
+
+    def count_partial_error(self, subsystem: str) -> None:
+        """Count a part of the run that failed while the rest was still reported."""
+        self.partial_errors[subsystem] = self.partial_errors.get(subsystem, 0) + 1
+
+
+S = TypeVar("S", bound=Settings)
+ProbeFn = Callable[[ProbeContext, S], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class CollectorSpec(Generic[S]):
+    """A probe kind: its settings model, its probe function and every metric it may emit."""
+
+    kind: str
+    settings: type[S]
+    probe: ProbeFn[S]
+    metrics: tuple[MetricSpec, ...]
+    builtin_modules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    check_target: Callable[[str, S], None] | None = None
+    """Raises ValueError when a configured target cannot work with these settings."""
+
+    @cached_property
+    def catalog(self) -> dict[str, MetricSpec]:
+        """The metrics by name, as the sink and the renderer look them up."""
+        return {m.name: m for m in self.metrics}

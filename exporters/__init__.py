@@ -1,0 +1,1 @@
+"""Consumers of results: the Prometheus text exposition, the web endpoints and the status page."""
