@@ -102,7 +102,7 @@ SPEC = CollectorSpec(
     settings=HostSettings,
     probe=probe_host,
     metrics=METRICS,
-    builtin_modules={"host": {"kind": "host", "timeout": "10s"}},
+    builtin_modules={"host": {"kind": "host", "timeout": "5s"}},
 )
 
 
