@@ -9,6 +9,7 @@ import re
 from collections.abc import Hashable
 from functools import cache
 from pathlib import Path
+from types import GenericAlias
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -17,12 +18,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     PlainSerializer,
+    TypeAdapter,
     ValidationError,
     WithJsonSchema,
     create_model,
     model_validator,
 )
+from pydantic_core import CoreSchema, core_schema
 
 from agent.errors import ConfigError, ConfigIssue
 from collectors import COLLECTORS
@@ -72,6 +76,11 @@ class Secret:
     def __init__(self, value: str, source: str) -> None:
         self._value = value
         self._source = source
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        """Validated by SecretValue's before-validator; the core schema only checks the type."""
+        return core_schema.is_instance_schema(cls)
 
     def reveal(self) -> str:
         """The secret itself, for the one place that sends it."""
@@ -205,10 +214,17 @@ def module_model() -> Any:
             **{kind: (spec.settings, Field(default_factory=spec.settings))},  # type: ignore[call-overload]
         )
         variants.append(variant)
-    return Annotated[tuple(variants)[0] if len(variants) == 1 else _union(variants), Field(discriminator="kind")]
+    return Annotated[_union(variants), Field(discriminator="kind")]
+
+
+def _modules_type(key: Any) -> Any:
+    """dict[key, <module union>], built at run time from the registry."""
+    return GenericAlias(dict, (key, module_model()))
 
 
 def _union(variants: list[Any]) -> Any:
+    if len(variants) == 1:
+        return variants[0]
     union = variants[0]
     for variant in variants[1:]:
         union = union | variant
@@ -225,7 +241,7 @@ def config_model() -> type[BaseModel]:
         hierarchy=(Hierarchy, Field(default_factory=Hierarchy)),
         web=(Web, Field(default_factory=Web)),
         agent=(AgentSection, Field(default_factory=AgentSection)),
-        modules=(dict[Name, module_model()], Field(default_factory=dict)),  # type: ignore[valid-type]
+        modules=(_modules_type(Name), Field(default_factory=dict)),
         checks=(list[Check], Field(default_factory=list)),
     )
 
@@ -256,9 +272,9 @@ class Config:
 @cache
 def builtin_modules() -> dict[str, Any]:
     """Modules usable with no config file, validated once."""
-    adapter_model = create_model("_Builtins", __base__=_Model, modules=(dict[str, module_model()], ...))  # type: ignore[valid-type]
+    adapter: TypeAdapter[dict[str, Any]] = TypeAdapter(_modules_type(str))
     raw = {name: body for spec in COLLECTORS.values() for name, body in spec.builtin_modules.items()}
-    return dict(adapter_model(modules=raw).modules)  # type: ignore[attr-defined]
+    return adapter.validate_python(raw)
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -282,11 +298,12 @@ def parse_config(raw: bytes, source: str) -> Config:
         finally:
             loader.dispose()
     except UnicodeDecodeError as err:
-        raise ConfigError(source, [ConfigIssue("", f"not UTF-8 text: {err.reason} at byte {err.start}")]) from None
+        at_line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError(source, [ConfigIssue("", f"not UTF-8 text ({err.reason})", at_line)]) from None
     except yaml.MarkedYAMLError as err:
-        line = err.problem_mark.line + 1 if err.problem_mark else None
+        mark_line = err.problem_mark.line + 1 if err.problem_mark else None
         what = f"{err.context or ''} {err.problem or ''}".strip()
-        raise ConfigError(source, [ConfigIssue("", f"invalid YAML: {what}", line)]) from None
+        raise ConfigError(source, [ConfigIssue("", f"invalid YAML: {what}", mark_line)]) from None
     except yaml.YAMLError as err:
         raise ConfigError(source, [ConfigIssue("", f"invalid YAML: {err}")]) from None
     if not isinstance(data, dict):
@@ -323,15 +340,13 @@ def _cross_checks(model: Any, root: yaml.Node | None) -> list[ConfigIssue]:
     seen: dict[str, int] = {}
     for index, check in enumerate(model.checks):
         if check.name in seen:
-            issues.append(
-                _at(root, ("checks", index, "name"), f"duplicate check name {check.name!r} (also checks[{seen[check.name]}])")
-            )
+            message = f"duplicate check name {check.name!r} (also checks[{seen[check.name]}])"
+            issues.append(_at(root, ("checks", index, "name"), message))
         seen.setdefault(check.name, index)
         module = modules.get(check.module)
         if module is None:
-            issues.append(
-                _at(root, ("checks", index, "module"), f"unknown module {check.module!r}; known: {', '.join(sorted(modules))}")
-            )
+            message = f"unknown module {check.module!r}; known: {', '.join(sorted(modules))}"
+            issues.append(_at(root, ("checks", index, "module"), message))
             continue
         if module.timeout >= check.interval:
             issues.append(
@@ -412,7 +427,7 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if not isinstance(key, Hashable):
                 continue  # SafeLoader itself reports unhashable keys
             if key in seen:

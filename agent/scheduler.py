@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -29,7 +29,7 @@ class Scheduler:
         self._on_skip = on_skip
         self._jobs: dict[str, Job] = {}
         self._in_flight: set[asyncio.Task[object]] = set()
-        self._scheduler = AsyncIOScheduler(timezone=timezone.utc)
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
 
     def start(self) -> None:
@@ -64,12 +64,16 @@ class Scheduler:
         """The jobs currently scheduled."""
         return list(self._jobs.values())
 
+    def next_runs(self) -> dict[tuple[str, str], datetime | None]:
+        """When each job runs next, by (check, target)."""
+        return {self._jobs[j.id].key: j.next_run_time for j in self._scheduler.get_jobs() if j.id in self._jobs}
+
     @property
     def in_flight(self) -> int:
         """Runs started and not yet finished."""
         return len(self._in_flight)
 
-    async def shutdown(self, timeout: float) -> None:
+    async def shutdown(self, timeout: float) -> None:  # noqa: ASYNC109 - a budget for waiting, not a deadline
         """Stop firing, cancel runs in flight and wait up to `timeout` seconds for them to end."""
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
@@ -80,7 +84,7 @@ class Scheduler:
             await asyncio.wait(tasks, timeout=timeout)
 
     def _add(self, job_id: str, job: Job, first_run_in: float) -> None:
-        trigger = IntervalTrigger(seconds=job.interval, jitter=min(job.interval * 0.1, 5.0), timezone=timezone.utc)
+        trigger = IntervalTrigger(seconds=job.interval, jitter=min(job.interval * 0.1, 5.0), timezone=UTC)
         self._scheduler.add_job(
             self._fire,
             trigger,
@@ -89,7 +93,7 @@ class Scheduler:
             max_instances=1,
             coalesce=True,
             misfire_grace_time=max(1, int(job.interval / 2)),
-            next_run_time=datetime.now(timezone.utc) + timedelta(seconds=first_run_in),
+            next_run_time=datetime.now(UTC) + timedelta(seconds=first_run_in),
         )
 
     async def _fire(self, job_id: str) -> None:

@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Annotated, Literal, get_args
 
 import psutil
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 from collectors.base import CollectorSpec, MetricSpec, ProbeContext, Settings
 
 # node_exporter's upstream defaults (Debian's package patches its own in; we keep upstream's).
-DEFAULT_MOUNT_POINTS_EXCLUDE = r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)"
+DEFAULT_MOUNT_POINTS_EXCLUDE = (
+    r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)"
+)
 DEFAULT_FS_TYPES_EXCLUDE = (
     r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs"
     r"|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs)$"
@@ -39,7 +41,7 @@ Regex = Annotated[str, AfterValidator(_valid_regex)]
 class HostSettings(Settings):
     """Which host subsystems to report, and node_exporter's exclusion filters."""
 
-    collectors: list[Subsystem] = list(SUBSYSTEMS)
+    collectors: list[Subsystem] = Field(default_factory=lambda: list(SUBSYSTEMS))
     mount_points_exclude: Regex = DEFAULT_MOUNT_POINTS_EXCLUDE
     fs_types_exclude: Regex = DEFAULT_FS_TYPES_EXCLUDE
     netdev_device_exclude: Regex = ""

@@ -11,7 +11,7 @@ from agent.store import JobStatus
 _HEAD = """<!doctype html>
 <html lang="vi"><head><meta charset="utf-8"><meta http-equiv="refresh" content="30">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>egov-agent – {office}</title>
+<title>egov-agent: {office}</title>
 <style>
 body{{font-family:system-ui,sans-serif;margin:1.5em;color:#222}}
 table{{border-collapse:collapse;width:100%}}th,td{{border:1px solid #ccc;padding:.35em .5em;text-align:left;
