@@ -198,7 +198,8 @@ def _filesystems(settings: HostSettings, problems: list[str]) -> Iterator[_Row]:
         finally:
             with _statvfs_lock:
                 _statvfs_in_progress.discard(mountpoint)
-        labels = (part.device, part.fstype, mountpoint)
+        # psutil reports the device "none" as ""; node_exporter keeps "none".
+        labels = (part.device or "none", part.fstype, mountpoint)
         readonly = 1.0 if "ro" in part.opts.split(",") else 0.0
         yield ("node_filesystem_size_bytes", float(st.f_blocks * st.f_frsize), labels)
         yield ("node_filesystem_avail_bytes", float(st.f_bavail * st.f_frsize), labels)
