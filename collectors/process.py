@@ -14,7 +14,7 @@ from collectors.base import CollectorSpec, MetricSpec, ProbeContext, Settings
 
 METRICS = (
     MetricSpec("egov_process_up", "gauge", "1 if at least one process matches the check's target.", ("name",)),
-    MetricSpec("egov_process_count", "gauge", "Number of processes matching the check's target.", ("name",)),
+    MetricSpec("egov_process_num_procs", "gauge", "Number of processes matching the check's target.", ("name",)),
 )
 
 
@@ -39,7 +39,7 @@ async def probe_process(ctx: ProbeContext, settings: ProcessSettings) -> bool:
         count = await asyncio.to_thread(_count_name, ctx.target)
     up = count >= settings.min_count
     ctx.sink.add("egov_process_up", 1.0 if up else 0.0, ctx.target)
-    ctx.sink.add("egov_process_count", count, ctx.target)
+    ctx.sink.add("egov_process_num_procs", count, ctx.target)
     if not up:
         return ctx.fail(Outcome.MISMATCH, "%d processes match %r, want at least %d", count, ctx.target,
                         settings.min_count)
