@@ -7,6 +7,7 @@ import json
 import os
 import re
 from collections.abc import Hashable
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import GenericAlias
@@ -309,10 +310,13 @@ def parse_config(raw: bytes, source: str) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(source, [ConfigIssue("", "the config must be a YAML mapping (office:, checks:, ...)")])
     try:
-        model = config_model().model_validate(data)
+        model: Any = config_model().model_validate(data)
     except ValidationError as err:
-        raise ConfigError(source, [_issue(e, root) for e in err.errors()]) from None
-    issues = list(_cross_checks(model, root))
+        # Report the cross-reference problems of the parts that did validate too: all errors at once.
+        issues = [_issue(e, root) for e in err.errors()]
+        raise ConfigError(source, issues + _cross_checks(_valid_parts(data), root)) from None
+    issues = _cross_checks(_Parts(model.office, model.hierarchy, dict(model.modules), set(model.modules),
+                                  list(enumerate(model.checks))), root)
     if issues:
         raise ConfigError(source, issues)
     return Config(model, source, hashlib.sha256(raw).hexdigest())
@@ -326,27 +330,60 @@ def config_schema() -> dict[str, Any]:
     return schema
 
 
-def _cross_checks(model: Any, root: yaml.Node | None) -> list[ConfigIssue]:
+@dataclass
+class _Parts:
+    """The parts of a config that validated on their own, for the checks that span several parts."""
+
+    office: Office | None
+    hierarchy: Hierarchy
+    modules: dict[str, Any]
+    module_names: set[str]
+    checks: list[tuple[int, Check]]
+
+
+def _valid_parts(data: dict[str, Any]) -> _Parts:
+    def valid(model: Any, value: Any) -> Any:
+        try:
+            return model.validate_python(value)
+        except ValidationError:
+            return None
+
+    office = valid(TypeAdapter(Office), data.get("office"))
+    hierarchy = valid(TypeAdapter(Hierarchy), data.get("hierarchy", {})) or Hierarchy()
+    raw_modules: dict[Any, Any] = data["modules"] if isinstance(data.get("modules"), dict) else {}
+    module_adapter: TypeAdapter[Any] = TypeAdapter(module_model())
+    modules = {name: m for name, body in raw_modules.items() if (m := valid(module_adapter, body)) is not None}
+    raw_checks: list[Any] = data["checks"] if isinstance(data.get("checks"), list) else []
+    check_adapter = TypeAdapter(Check)
+    checks = [(i, c) for i, body in enumerate(raw_checks) if (c := valid(check_adapter, body)) is not None]
+    return _Parts(office, hierarchy, modules, {str(name) for name in raw_modules}, checks)
+
+
+def _cross_checks(parts: _Parts, root: yaml.Node | None) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
-    office, hierarchy = model.office, model.hierarchy
-    if office.level not in hierarchy.levels:
+    office, hierarchy = parts.office, parts.hierarchy
+    if office is None:
+        pass
+    elif office.level not in hierarchy.levels:
         issues.append(
             _at(root, ("office", "level"), f"level {office.level!r} is not in hierarchy {hierarchy.name!r} "
                 f"({', '.join(hierarchy.levels)})")
         )
     elif office.level != hierarchy.levels[0] and not office.parent_id:
         issues.append(_at(root, ("office",), f"an office at level {office.level!r} needs a parent_id"))
-    modules = {**builtin_modules(), **model.modules}
+    modules = {**builtin_modules(), **parts.modules}
+    known = set(modules) | parts.module_names
     seen: dict[str, int] = {}
-    for index, check in enumerate(model.checks):
+    for index, check in parts.checks:
         if check.name in seen:
             message = f"duplicate check name {check.name!r} (also checks[{seen[check.name]}])"
             issues.append(_at(root, ("checks", index, "name"), message))
         seen.setdefault(check.name, index)
         module = modules.get(check.module)
         if module is None:
-            message = f"unknown module {check.module!r}; known: {', '.join(sorted(modules))}"
-            issues.append(_at(root, ("checks", index, "module"), message))
+            if check.module not in known:
+                message = f"unknown module {check.module!r}; known: {', '.join(sorted(known))}"
+                issues.append(_at(root, ("checks", index, "module"), message))
             continue
         if module.timeout >= check.interval:
             issues.append(

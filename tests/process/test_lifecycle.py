@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = pytest.mark.slow
 from testlib import OFFICE_YAML, REPO, egov_agent_command, host_config, http_get, http_post, wait_for
 
 

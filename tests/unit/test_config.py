@@ -46,6 +46,12 @@ def test_missing_config_file(tmp_path: Path) -> None:
     assert caught.value.render() == f"{tmp_path / 'nope.yaml'}: cannot read config: No such file or directory"
 
 
+def test_unreadable_config_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+    assert caught.value.render() == f"{tmp_path}: cannot read config: Is a directory"
+
+
 @pytest.mark.parametrize(
     "path",
     [REPO / "config/agent.yaml", *sorted((REPO / "config/examples").glob("*.yaml"))],
