@@ -22,7 +22,7 @@ FIRST_RUN_SPREAD_SECONDS = 10.0
 
 
 class Scheduler:
-    """Runs each job every `interval` with jitter; never two runs of one job at once; skips are reported."""
+    """Runs each job every `interval` from a random phase; never two runs of one job at once; skips reported."""
 
     def __init__(self, run: Callable[[Job], Awaitable[object]], on_skip: Callable[[Job], None]) -> None:
         self._run = run
@@ -84,7 +84,9 @@ class Scheduler:
             await asyncio.wait(tasks, timeout=timeout)
 
     def _add(self, job_id: str, job: Job, first_run_in: float) -> None:
-        trigger = IntervalTrigger(seconds=job.interval, jitter=min(job.interval * 0.1, 5.0), timezone=UTC)
+        # The jitter is the random phase of the first run, as Prometheus offsets its scrapes: IntervalTrigger's
+        # own jitter is added to the previous, already jittered fire time, so intervals would drift longer.
+        trigger = IntervalTrigger(seconds=job.interval, timezone=UTC)
         self._scheduler.add_job(
             self._fire,
             trigger,
