@@ -15,7 +15,7 @@ from agent.errors import ConfigError
 from agent.runner import Job, ProbeResult, Runner
 from agent.scheduler import Scheduler
 from agent.selfmetrics import SelfMetrics
-from agent.store import ResultStore
+from agent.store import JobStatus, ResultStore
 from exporters.exposition import Exposition
 from exporters.web import WebContext, WebServer
 
@@ -145,8 +145,8 @@ class Agent:
                             extra={"kv": {"listening": self._listen_address}})
             if config.office != self.config.office or config.hierarchy != self.config.hierarchy:
                 self._apply_identity(config)
-                for result in self.store.latest():
-                    self.exposition.update(result)
+                for status in self.store.status():
+                    self.exposition.update(status.last, status)
             self.runner.resize(config.agent.max_concurrent_runs)
             added, changed, removed = self._sync_jobs(config)
             self.config = config
@@ -162,9 +162,9 @@ class Agent:
             self.metrics.in_flight -= 1
         self.store.put(result)
 
-    def _on_result(self, result: ProbeResult) -> None:
+    def _on_result(self, result: ProbeResult, status: JobStatus) -> None:
         self.metrics.observe_run(result)
-        self.exposition.update(result)
+        self.exposition.update(result, status)
 
     def _skipped(self, job: Job) -> None:
         self.metrics.observe_skip(job.check)

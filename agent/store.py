@@ -22,6 +22,7 @@ class JobStatus:
     last_error_at: float | None
     state_changes: int
     last_change_at: float
+    runs: dict[str, int]
 
 
 class ResultStore:
@@ -29,10 +30,12 @@ class ResultStore:
 
     def __init__(self) -> None:
         self._status: dict[JobKey, JobStatus] = {}
-        self._subscribers: list[Callable[[ProbeResult], None]] = []
+        self._subscribers: list[Callable[[ProbeResult, JobStatus], None]] = []
         self._removers: list[Callable[[JobKey], None]] = []
 
-    def subscribe(self, on_result: Callable[[ProbeResult], None], on_remove: Callable[[JobKey], None]) -> None:
+    def subscribe(
+        self, on_result: Callable[[ProbeResult, JobStatus], None], on_remove: Callable[[JobKey], None]
+    ) -> None:
         """Call `on_result` for every new result and `on_remove` when a job goes away."""
         self._subscribers.append(on_result)
         self._removers.append(on_remove)
@@ -43,7 +46,7 @@ class ResultStore:
         previous = self._status.get(key)
         at = result.finished_at
         if previous is None:
-            status = JobStatus(result, None, "", None, 0, at)
+            status = JobStatus(result, None, "", None, 0, at, {})
             if not result.success:
                 _log_change(result, "unknown")
         else:
@@ -53,6 +56,8 @@ class ResultStore:
                 status.last_change_at = at
                 _log_change(result, "up" if previous.last.success else "down")
             status.last = result
+        outcome = str(result.outcome)
+        status.runs[outcome] = status.runs.get(outcome, 0) + 1
         if result.success:
             status.last_success_at = at
         else:
@@ -60,7 +65,7 @@ class ResultStore:
             status.last_error_at = at
         self._status[key] = status
         for subscriber in self._subscribers:
-            subscriber(result)
+            subscriber(result, status)
 
     def status(self) -> list[JobStatus]:
         """Every job's status, ordered by service, check and target."""

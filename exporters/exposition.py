@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable
 
 from agent.runner import ProbeResult
-from agent.store import JobKey
+from agent.store import JobKey, JobStatus
 from collectors.base import MetricSpec, Sample
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -20,6 +20,12 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RUN_METRICS = (
     MetricSpec("probe_success", "gauge", "Whether the probe was a success."),
     MetricSpec("probe_duration_seconds", "gauge", "Returns how long the probe took to complete in seconds."),
+    MetricSpec("egov_probe_runs_total", "counter", "Runs of this check on this target by outcome, since the agent "
+               "started; a failure between two scrapes still shows.", ("outcome",)),
+    MetricSpec("egov_probe_state_changes_total", "counter", "Changes between success and failure of this check on "
+               "this target since the agent started."),
+    MetricSpec("egov_probe_last_change_timestamp_seconds", "gauge", "When this check on this target last changed "
+               "between success and failure (or first ran)."),
 )
 
 
@@ -34,8 +40,8 @@ class Exposition:
         self._body: bytes | None = None
         self._gzipped: bytes | None = None
 
-    def update(self, result: ProbeResult) -> None:
-        """Render one result's samples and replace that job's previous lines."""
+    def update(self, result: ProbeResult, status: JobStatus | None = None) -> None:
+        """Render one result's samples (and the job's run counters) and replace that job's previous lines."""
         job = result.job
         base = _render_pairs(
             (("check", job.check), ("module", job.module), ("service", job.service), ("target", job.target))
@@ -46,6 +52,15 @@ class Exposition:
             "probe_success": [f"probe_success{{{base}}} {1 if result.success else 0}\n"],
             "probe_duration_seconds": [f"probe_duration_seconds{{{base}}} {format_value(result.duration)}\n"],
         }
+        if status is not None:
+            chunks["egov_probe_runs_total"] = [
+                f'egov_probe_runs_total{{outcome="{outcome}",{base}}} {count}\n'
+                for outcome, count in sorted(status.runs.items())
+            ]
+            chunks["egov_probe_state_changes_total"] = [f"egov_probe_state_changes_total{{{base}}} "
+                                                        f"{status.state_changes}\n"]
+            chunks["egov_probe_last_change_timestamp_seconds"] = [
+                f"egov_probe_last_change_timestamp_seconds{{{base}}} {format_value(status.last_change_at)}\n"]
         catalog = job.spec.catalog
         for sample in result.samples:
             lines = chunks.get(sample.name)

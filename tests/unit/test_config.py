@@ -3,23 +3,45 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from agent.config import Secret, config_schema, format_duration, load_config, parse_config, parse_duration
+from agent.config import (
+    Secret,
+    builtin_modules,
+    config_schema,
+    format_duration,
+    load_config,
+    parse_config,
+    parse_duration,
+)
 from agent.errors import ConfigError
+from collectors import COLLECTORS
 
 REPO = Path(__file__).resolve().parents[2]
 INVALID = sorted((REPO / "tests/testdata/config/invalid").glob("*.yaml"))
 
 
 def expected_messages(path: Path) -> list[str]:
-    """The `# expect: ...` lines at the top of a test config."""
+    """The `# expect: ...` lines at the top of a test config.
+
+    `{kinds}` stands for the registered kinds and `{modules}` / `{modules:a,b}` for the built-in modules (plus
+    a, b), so adding a kind or a built-in module does not rewrite every expectation.
+    """
     lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
-    return [line.removeprefix("# expect: ") for line in lines if line.startswith("# expect: ")]
+    expected = [line.removeprefix("# expect: ") for line in lines if line.startswith("# expect: ")]
+    return [re.sub(r"\{kinds\}|\{modules(?::([^}]*))?\}", _placeholder, line) for line in expected]
+
+
+def _placeholder(match: re.Match[str]) -> str:
+    if match.group(0) == "{kinds}":
+        return ", ".join(sorted(COLLECTORS))
+    extra = [name for name in (match.group(1) or "").split(",") if name]
+    return ", ".join(sorted({*builtin_modules(), *extra}))
 
 
 @pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])

@@ -114,3 +114,21 @@ def test_label_values_are_escaped() -> None:
 def test_format_value(value: float, text: str) -> None:
     assert format_value(value) == text
     assert float(text) == value or math.isnan(value)
+
+
+def test_run_counters_show_a_flap_between_scrapes() -> None:
+    from agent.store import ResultStore
+
+    store = ResultStore()
+    exposition = Exposition({})
+    store.subscribe(exposition.update, exposition.remove)
+    for index, success in enumerate([True, False, False, True]):
+        outcome_result = result("c", "a", success=success)
+        outcome_result.finished_at = 100.0 + index
+        store.put(outcome_result)
+    families = parse(exposition.body().decode())
+    runs = {labels["outcome"]: value for labels, value in families["egov_probe_runs"]}
+    assert runs == {"success": 2, "timeout": 2}
+    assert families["egov_probe_state_changes"][0][1] == 2
+    assert families["egov_probe_last_change_timestamp_seconds"][0][1] == 103.0
+    assert families["probe_success"][0][1] == 1
