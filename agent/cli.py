@@ -6,8 +6,11 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
+
+import yaml
 
 from agent import __version__
 from agent.config import Config, builtin_modules, config_schema, load_config
@@ -120,11 +123,21 @@ def _probe(args: argparse.Namespace) -> int:
         return 2
     sys.stdout.write(text)
     if args.debug:
-        for line in result.lines:
-            print(f"{line.level}: {line.message}", file=sys.stderr)
-        dumped = json.dumps(module.model_dump(mode="json"), indent=2, ensure_ascii=False)
-        print(f"module {args.module}:\n{dumped}", file=sys.stderr)
+        print(_debug_text(args.module, module, result, text), file=sys.stderr, end="")
     return 0 if result.success else 1
+
+
+def _debug_text(name: str, module: Any, result: Any, metrics: str) -> str:
+    """blackbox_exporter's debug output: the run's log, its metrics, and the module with secrets redacted."""
+    lines = ["Logs for the probe:"]
+    for line in result.lines:
+        stamp = time.strftime("%H:%M:%S", time.localtime(line.at)) + f".{int(line.at * 1000) % 1000:03d}"
+        lines.append(f"{stamp} {line.level}: {line.message}")
+    state = "succeeded" if result.success else f"failed: outcome={result.outcome}"
+    lines.append(f"Probe {state}, duration {result.duration:.6f}s")
+    lines += ["", "Metrics that would have been returned:", metrics.rstrip("\n"), "", "Module configuration:"]
+    dumped = yaml.safe_dump({name: module.model_dump(mode="json")}, allow_unicode=True, sort_keys=False)
+    return "\n".join(lines) + "\n" + dumped
 
 
 def _schema(_: argparse.Namespace) -> int:

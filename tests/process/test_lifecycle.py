@@ -138,8 +138,10 @@ def test_probe_command_exit_codes(tmp_path: Path) -> None:
 
     failed = probe("--module", "process", "--debug", "no-such-process-egov")
     assert failed.returncode == 1
-    assert "0 processes match 'no-such-process-egov'" in failed.stderr
-    assert '"match": "name"' in failed.stderr
+    assert "error: 0 processes match 'no-such-process-egov'" in failed.stderr
+    assert "Probe failed: outcome=mismatch" in failed.stderr
+    assert "Metrics that would have been returned:" in failed.stderr
+    assert "Module configuration:\nprocess:\n  kind: process\n  timeout: 10s\n  process:\n    match: name\n" in failed.stderr
 
     assert probe("--module", "nope", "x").returncode == 2
     bad = tmp_path / "bad.yaml"
