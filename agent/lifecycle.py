@@ -6,7 +6,9 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Coroutine
 from contextlib import suppress
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -99,7 +101,7 @@ class Agent:
         self._stopping = asyncio.Event()
         self._ready = False
         self._reload_lock = asyncio.Lock()
-        self._background: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
 
     async def run(self) -> int:
         """Start, serve until SIGTERM or SIGINT, then stop; raises StartupError if it cannot start."""
@@ -111,10 +113,8 @@ class Agent:
             self.scheduler.start()
             self._sync_jobs(self.config)
             self._install_signals()
-            self._background = [
-                asyncio.create_task(self._watch_loop_lag(), name="loop-lag"),
-                asyncio.create_task(self._refresh_process(), name="process-stats"),
-            ]
+            self._spawn(self._watch_loop_lag(), "loop-lag")
+            self._spawn(self._refresh_process(), "process-stats")
             self._ready = True
             log.info(
                 "agent started",
@@ -185,8 +185,12 @@ class Agent:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stop)
         loop.add_signal_handler(signal.SIGINT, self.stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._background.append(
-            asyncio.create_task(self._reload_quietly(), name="reload")))
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self._reload_quietly(), "reload"))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _reload_quietly(self) -> None:
         await self.reload()
@@ -198,9 +202,10 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await self.scheduler.shutdown(timeout=max(0.1, (deadline - time.monotonic()) / 2))
-        for task in self._background:
+        tasks = list(self._background)
+        for task in tasks:
             task.cancel()
-        for task in self._background:
+        for task in tasks:
             with suppress(asyncio.CancelledError):
                 await task
         with suppress(TimeoutError):
