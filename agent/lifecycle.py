@@ -147,7 +147,8 @@ class Agent:
                 self._apply_identity(config)
                 for status in self.store.status():
                     self.exposition.update(status.last, status)
-            self.runner.resize(config.agent.max_concurrent_runs)
+            if config.agent.max_concurrent_runs != self.config.agent.max_concurrent_runs:
+                self.runner.resize(config.agent.max_concurrent_runs)
             added, changed, removed = self._sync_jobs(config)
             self.config = config
             self.metrics.observe_reload(True)
@@ -160,7 +161,8 @@ class Agent:
             result = await self.runner.run(job)
         finally:
             self.metrics.in_flight -= 1
-        self.store.put(result)
+        if self.scheduler.is_scheduled(job):  # a reload may have removed it while it ran
+            self.store.put(result)
 
     def _on_result(self, result: ProbeResult, status: JobStatus) -> None:
         self.metrics.observe_run(result)

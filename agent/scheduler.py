@@ -60,6 +60,10 @@ class Scheduler:
                 changed += 1  # same timing: the next run simply picks up the new job
         return added, changed, len(removed)
 
+    def is_scheduled(self, job: Job) -> bool:
+        """Whether a job with this check and target is still in the schedule."""
+        return _job_id(job) in self._jobs
+
     def jobs(self) -> list[Job]:
         """The jobs currently scheduled."""
         return list(self._jobs.values())

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Generic, Literal, NamedTuple, TypeVar
@@ -13,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from agent.errors import Outcome
 
-MetricType = Literal["gauge", "counter"]
+MetricType = Literal["gauge", "counter", "histogram"]
 
 
 class Settings(BaseModel):
@@ -54,9 +55,26 @@ class MetricSink:
         spec = self._catalog.get(name)
         if spec is None:
             raise ValueError(f"metric {name!r} is not declared by this collector")
+        if spec.type == "histogram":
+            raise ValueError(f"metric {name!r} is a histogram: use add_histogram")
         if len(label_values) != len(spec.labels):
             raise ValueError(f"metric {name!r} takes labels {spec.labels}, got {len(label_values)} values")
         self._samples.append(Sample(name, tuple(zip(spec.labels, label_values, strict=True)), float(value)))
+
+    def add_histogram(self, name: str, buckets: Sequence[tuple[float, float]], total: float, *label_values: str) -> None:
+        """Record a histogram as NAME_bucket{le} per (upper bound, cumulative count), ending at +Inf; _sum; _count."""
+        spec = self._catalog.get(name)
+        if spec is None or spec.type != "histogram":
+            raise ValueError(f"metric {name!r} is not declared as a histogram by this collector")
+        if len(label_values) != len(spec.labels):
+            raise ValueError(f"metric {name!r} takes labels {spec.labels}, got {len(label_values)} values")
+        if not buckets or buckets[-1][0] != math.inf:
+            raise ValueError(f"histogram {name!r} needs buckets ending with +Inf")
+        labels = tuple(zip(spec.labels, label_values, strict=True))
+        for bound, count in buckets:
+            self._samples.append(Sample(f"{name}_bucket", (*labels, ("le", _format_le(bound))), float(count)))
+        self._samples.append(Sample(f"{name}_sum", labels, float(total)))
+        self._samples.append(Sample(f"{name}_count", labels, float(buckets[-1][1])))
 
     def samples(self) -> list[Sample]:
         """The samples recorded so far, in the order they were added."""
@@ -127,3 +145,10 @@ class CollectorSpec(Generic[S]):
     def catalog(self) -> dict[str, MetricSpec]:
         """The metrics by name, as the sink and the renderer look them up."""
         return {m.name: m for m in self.metrics}
+
+
+def _format_le(bound: float) -> str:
+    """An upper bound as Prometheus client libraries write `le`: 0.0001, 5e-05, 1, +Inf."""
+    if bound == math.inf:
+        return "+Inf"
+    return str(int(bound)) if bound.is_integer() else repr(bound)

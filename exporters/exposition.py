@@ -63,11 +63,14 @@ class Exposition:
                 f"egov_probe_last_change_timestamp_seconds{{{base}}} {format_value(status.last_change_at)}\n"]
         catalog = job.spec.catalog
         for sample in result.samples:
-            lines = chunks.get(sample.name)
+            family = sample.name
+            if family not in catalog:  # a histogram's NAME_bucket, NAME_sum or NAME_count
+                family = family.rpartition("_")[0]
+            lines = chunks.get(family)
             if lines is None:
-                lines = chunks[sample.name] = []
-                if sample.name not in self._specs:
-                    self._specs[sample.name] = catalog[sample.name]
+                lines = chunks[family] = []
+                if family not in self._specs:
+                    self._specs[family] = catalog[family]
             lines.append(_render_sample(sample, base))
         self._drop(job.key)
         for name, lines in chunks.items():
