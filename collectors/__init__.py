@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from collectors import host, process
+from collectors import dns, host, process, tcp
 from collectors.base import CollectorSpec
 
-COLLECTORS: dict[str, CollectorSpec[Any]] = {spec.kind: spec for spec in (host.SPEC, process.SPEC)}
+COLLECTORS: dict[str, CollectorSpec[Any]] = {
+    spec.kind: spec for spec in (host.SPEC, process.SPEC, tcp.SPEC, dns.SPEC)
+}

@@ -37,19 +37,22 @@ async def resolve(ctx: ProbeContext, host: str, preferred: IpProtocol = "ip6", f
             address = await _lookup(host, "ip4" if preferred == "ip6" else "ip6")
     ctx.sink.add("probe_dns_lookup_time_seconds", loop.time() - started)
     if address is None:
+        # blackbox_exporter reports both as 0 when the name does not resolve.
+        ctx.sink.add("probe_ip_protocol", 0)
+        ctx.sink.add("probe_ip_addr_hash", 0)
         families = "IPv4 or IPv6" if fallback else ("IPv6" if preferred == "ip6" else "IPv4")
         ctx.fail(Outcome.RESOLVE_FAILED, "cannot resolve %s to an %s address", host, families)
         return None
     ctx.sink.add("probe_ip_protocol", 6 if ":" in address else 4)
-    ctx.sink.add("probe_ip_addr_hash", fnv32a(address))
+    ctx.sink.add("probe_ip_addr_hash", fnv32a(ipaddress.ip_address(address).packed))
     ctx.log("resolved %s to %s", host, address)
     return address
 
 
-def fnv32a(text: str) -> int:
-    """32-bit FNV-1a of the text, as blackbox_exporter hashes the probed address."""
+def fnv32a(data: bytes) -> int:
+    """32-bit FNV-1a of the address bytes, as blackbox_exporter hashes the probed address."""
     value = 0x811C9DC5
-    for byte in text.encode():
+    for byte in data:
         value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
     return value
 

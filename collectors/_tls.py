@@ -30,6 +30,7 @@ _VERSIONS = {
     "TLS12": ssl.TLSVersion.TLSv1_2,
     "TLS13": ssl.TLSVersion.TLSv1_3,
 }
+GO_ZERO_TIME = -62135596800.0
 _ENCODING_DER = getattr(_ssl, "ENCODING_DER", 1)
 _VERSION_LABELS = {"TLSv1": "TLS 1.0", "TLSv1.1": "TLS 1.1", "TLSv1.2": "TLS 1.2", "TLSv1.3": "TLS 1.3"}
 
@@ -94,6 +95,10 @@ def record(ctx: ProbeContext, ssl_object: ssl.SSLObject | ssl.SSLSocket | None) 
             hashlib.sha256(leaf_der).hexdigest(), _name(leaf.get("subject", ())), _name(leaf.get("issuer", ())),
             ",".join(value for kind, value in leaf.get("subjectAltName", ()) if kind == "DNS"),
         )
+    if ssl_object.context.verify_mode == ssl.CERT_NONE:
+        # Nothing was verified: blackbox_exporter then reports Go's zero time, and dashboards expect that value.
+        ctx.sink.add("probe_ssl_last_chain_expiry_timestamp_seconds", GO_ZERO_TIME)
+        return
     verified = _chain(ssl_object, verified=True)
     if verified:
         ctx.sink.add("probe_ssl_last_chain_expiry_timestamp_seconds", min(_not_after(info) for _, info in verified))
