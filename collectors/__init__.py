@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from collectors import dns, host, process, tcp
+from collectors import dns, host, icmp, process, tcp
 from collectors.base import CollectorSpec
 
 COLLECTORS: dict[str, CollectorSpec[Any]] = {
-    spec.kind: spec for spec in (host.SPEC, process.SPEC, tcp.SPEC, dns.SPEC)
+    spec.kind: spec for spec in (host.SPEC, process.SPEC, icmp.SPEC, tcp.SPEC, dns.SPEC)
 }

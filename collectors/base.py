@@ -61,7 +61,9 @@ class MetricSink:
             raise ValueError(f"metric {name!r} takes labels {spec.labels}, got {len(label_values)} values")
         self._samples.append(Sample(name, tuple(zip(spec.labels, label_values, strict=True)), float(value)))
 
-    def add_histogram(self, name: str, buckets: Sequence[tuple[float, float]], total: float, *label_values: str) -> None:
+    def add_histogram(
+        self, name: str, buckets: Sequence[tuple[float, float]], total: float, *label_values: str
+    ) -> None:
         """Record a histogram as NAME_bucket{le} per (upper bound, cumulative count), ending at +Inf; _sum; _count."""
         spec = self._catalog.get(name)
         if spec is None or spec.type != "histogram":
