@@ -184,6 +184,8 @@ class AgentSection(_Model):
     """Process-wide limits."""
 
     max_concurrent_runs: Annotated[int, Field(ge=1, le=10000)] = 64
+    state_dir: Annotated[str, Field(min_length=1, max_length=4096)] = "/var/lib/egov-agent"
+    """Where the agent keeps state across restarts (the remote-write queues)."""
 
 
 class Check(_Model):
@@ -235,6 +237,8 @@ def _union(variants: list[Any]) -> Any:
 @cache
 def config_model() -> type[BaseModel]:
     """The whole config file's model."""
+    from exporters.remote_write.config import RemoteWriteConfig
+
     return create_model(
         "AgentConfig",
         __base__=_Model,
@@ -244,6 +248,7 @@ def config_model() -> type[BaseModel]:
         agent=(AgentSection, Field(default_factory=AgentSection)),
         modules=(_modules_type(Name), Field(default_factory=dict)),
         checks=(list[Check], Field(default_factory=list)),
+        remote_write=(list[RemoteWriteConfig], Field(default_factory=list)),
     )
 
 
@@ -259,6 +264,7 @@ class Config:
         self.web: Web = model.web
         self.agent: AgentSection = model.agent
         self.checks: list[Check] = model.checks
+        self.remote_write: list[Any] = model.remote_write
         self.modules: dict[str, Any] = {**builtin_modules(), **model.modules}
 
     def check_fingerprint(self, check: Check) -> str:
@@ -316,7 +322,7 @@ def parse_config(raw: bytes, source: str) -> Config:
         issues = [_issue(e, root) for e in err.errors()]
         raise ConfigError(source, issues + _cross_checks(_valid_parts(data), root)) from None
     issues = _cross_checks(_Parts(model.office, model.hierarchy, dict(model.modules), set(model.modules),
-                                  list(enumerate(model.checks))), root)
+                                  list(enumerate(model.checks)), list(enumerate(model.remote_write))), root)
     if issues:
         raise ConfigError(source, issues)
     return Config(model, source, hashlib.sha256(raw).hexdigest())
@@ -339,6 +345,7 @@ class _Parts:
     modules: dict[str, Any]
     module_names: set[str]
     checks: list[tuple[int, Check]]
+    remote_write: list[tuple[int, Any]]
 
 
 def _valid_parts(data: dict[str, Any]) -> _Parts:
@@ -356,7 +363,12 @@ def _valid_parts(data: dict[str, Any]) -> _Parts:
     raw_checks: list[Any] = data["checks"] if isinstance(data.get("checks"), list) else []
     check_adapter = TypeAdapter(Check)
     checks = [(i, c) for i, body in enumerate(raw_checks) if (c := valid(check_adapter, body)) is not None]
-    return _Parts(office, hierarchy, modules, {str(name) for name in raw_modules}, checks)
+    from exporters.remote_write.config import RemoteWriteConfig
+
+    raw_remote: list[Any] = data["remote_write"] if isinstance(data.get("remote_write"), list) else []
+    remote_adapter = TypeAdapter(RemoteWriteConfig)
+    remote = [(i, r) for i, body in enumerate(raw_remote) if (r := valid(remote_adapter, body)) is not None]
+    return _Parts(office, hierarchy, modules, {str(name) for name in raw_modules}, checks, remote)
 
 
 def _cross_checks(parts: _Parts, root: yaml.Node | None) -> list[ConfigIssue]:
@@ -398,6 +410,14 @@ def _cross_checks(parts: _Parts, root: yaml.Node | None) -> list[ConfigIssue]:
                     spec.check_target(target, getattr(module, module.kind))
                 except ValueError as err:
                     issues.append(_at(root, ("checks", index, "targets", t_index), str(err)))
+    destinations: dict[str, int] = {}
+    for index, remote in parts.remote_write:
+        name = remote.destination
+        if name in destinations:
+            issues.append(_at(root, ("remote_write", index),
+                              f"destination {name!r} is already remote_write[{destinations[name]}]; give each "
+                              "destination a unique name (it names the queue directory)"))
+        destinations.setdefault(name, index)
     return issues
 
 

@@ -19,6 +19,7 @@ from agent.scheduler import Scheduler
 from agent.selfmetrics import SelfMetrics
 from agent.store import JobStatus, ResultStore
 from exporters.exposition import Exposition
+from exporters.remote_write.manager import RemoteWrite
 from exporters.web import WebContext, WebServer
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,10 @@ class Agent:
         self.scheduler = Scheduler(self._run, self._skipped)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.metrics)
+        self.remote_write = RemoteWrite(office_labels(config))
+        self.registry.register(self.remote_write)
         self.store.subscribe(self._on_result, self.exposition.remove)
+        self.store.subscribe(self.remote_write.on_result, self.remote_write.on_remove)
         self._listen_address = listen_address or config.web.listen_address
         self.web = WebServer(
             WebContext(
@@ -109,6 +113,12 @@ class Agent:
         self.metrics.observe_reload(True)
         self.metrics.refresh_process()
         await self.web.start()
+        try:
+            await self.remote_write.start(self.config.remote_write, self.config.agent.state_dir)
+        except BaseException:
+            await self.remote_write.stop(2.0)
+            await self.web.stop()
+            raise
         try:
             self.scheduler.start()
             self._sync_jobs(self.config)
@@ -149,6 +159,7 @@ class Agent:
                     self.exposition.update(status.last, status)
             if config.agent.max_concurrent_runs != self.config.agent.max_concurrent_runs:
                 self.runner.resize(config.agent.max_concurrent_runs)
+            await self.remote_write.apply(config.remote_write, config.agent.state_dir)
             added, changed, removed = self._sync_jobs(config)
             self.config = config
             self.metrics.observe_reload(True)
@@ -175,6 +186,7 @@ class Agent:
         self.metrics.office_labels = office_labels(config)
         self.metrics.office_info = office_info(config)
         self.exposition.set_office(office_labels(config))
+        self.remote_write.set_office(office_labels(config))
 
     def _sync_jobs(self, config: Config) -> tuple[int, int, int]:
         jobs = jobs_from_config(config)
@@ -210,6 +222,8 @@ class Agent:
         for task in tasks:
             with suppress(asyncio.CancelledError):
                 await task
+        # Remote-write started after the web server: it stops before it, its memory written to disk.
+        await self.remote_write.stop(max(0.1, deadline - time.monotonic() - 0.5))
         with suppress(TimeoutError):
             async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
                 await self.web.stop()
