@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Hashable
 from dataclasses import dataclass
 from functools import cache
@@ -16,129 +15,25 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    GetCoreSchemaHandler,
-    PlainSerializer,
     TypeAdapter,
     ValidationError,
-    WithJsonSchema,
     create_model,
     model_validator,
 )
-from pydantic_core import CoreSchema, core_schema
 
+from agent.durations import Duration as Duration
+from agent.durations import format_duration as format_duration
+from agent.durations import parse_duration as parse_duration
 from agent.errors import ConfigError, ConfigIssue
+from agent.secrets import Secret as Secret
+from agent.secrets import SecretValue as SecretValue
 from collectors import COLLECTORS
 
 SERVICES = ("wan", "dms", "portal", "mail", "onestop", "publicservice", "lgsp", "dns", "host", "other")
 DEFAULT_HIERARCHY = {"name": "qn-2012", "levels": ["province", "district", "commune"]}
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9470"
-
-_DURATION_RE = re.compile(r"^((\d+(\.\d+)?)(ms|s|m|h|d|w|y))+$")
-_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-
-
-def parse_duration(value: object) -> float:
-    """Prometheus-style duration (`30s`, `5m`, `1h30m`, `200ms`) to seconds."""
-    if isinstance(value, bool) or not isinstance(value, str) or not _DURATION_RE.match(value.strip()):
-        raise ValueError(f"invalid duration {value!r}: use a number with a unit (ms, s, m, h, d, w, y), e.g. 30s")
-    seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART_RE.findall(value))
-    if seconds <= 0:
-        raise ValueError(f"invalid duration {value!r}: must be greater than zero")
-    return seconds
-
-
-def format_duration(seconds: float) -> str:
-    """Seconds back to the shortest duration string that parses to the same value."""
-    if seconds < 1 or seconds != int(seconds):
-        return f"{round(seconds * 1000)}ms"
-    for unit in ("w", "d", "h", "m"):
-        if seconds % _UNIT_SECONDS[unit] == 0:
-            return f"{int(seconds // _UNIT_SECONDS[unit])}{unit}"
-    return f"{int(seconds)}s"
-
-
-Duration = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": _DURATION_RE.pattern, "examples": ["30s", "5m"]}),
-]
-
-
-class Secret:
-    """A value read from a file or the environment; it never shows itself in repr, str or logs."""
-
-    __slots__ = ("_source", "_value")
-
-    def __init__(self, value: str, source: str) -> None:
-        self._value = value
-        self._source = source
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
-        """Validated by SecretValue's before-validator; the core schema only checks the type."""
-        return core_schema.is_instance_schema(cls)
-
-    def reveal(self) -> str:
-        """The secret itself, for the one place that sends it."""
-        return self._value
-
-    @property
-    def source(self) -> str:
-        """Where it came from (`file:/path` or `env:NAME`), safe to show."""
-        return self._source
-
-    def __repr__(self) -> str:
-        return "<secret>"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-def _load_secret(value: object) -> Secret:
-    if isinstance(value, Secret):
-        return value
-    if not isinstance(value, dict) or len(value) != 1 or not ({"file", "env"} & value.keys()):
-        raise ValueError("a secret is given as {file: PATH} or {env: VARIABLE}, never inline")
-    if "file" in value:
-        path = str(value["file"])
-        try:
-            text = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as err:
-            raise ValueError(f"cannot read secret file {path}: {getattr(err, 'strerror', None) or err}") from None
-        if not text:
-            raise ValueError(f"secret file {path} is empty")
-        return Secret(text, f"file:{path}")
-    name = str(value["env"])
-    text = os.environ.get(name, "")
-    if not text:
-        raise ValueError(f"environment variable {name} is not set or empty")
-    return Secret(text, f"env:{name}")
-
-
-SecretValue = Annotated[
-    Secret,
-    BeforeValidator(_load_secret),
-    PlainSerializer(lambda s: {"source": s.source}, return_type=dict),
-    WithJsonSchema(
-        {
-            "type": "object",
-            "oneOf": [
-                {"properties": {"file": {"type": "string"}}, "required": ["file"], "additionalProperties": False},
-                {"properties": {"env": {"type": "string"}}, "required": ["env"], "additionalProperties": False},
-            ],
-        }
-    ),
-]
 
 
 class _Model(BaseModel):
@@ -214,10 +109,17 @@ def module_model() -> Any:
             __base__=_Model,
             kind=(Literal[kind], ...),
             timeout=(Duration, 10.0),
-            **{kind: (spec.settings, Field(default_factory=spec.settings))},  # type: ignore[call-overload]
+            **{kind: (spec.settings, _settings_default(spec.settings))},  # type: ignore[call-overload]
         )
         variants.append(variant)
     return Annotated[_union(variants), Field(discriminator="kind")]
+
+
+def _settings_default(settings: type[BaseModel]) -> Any:
+    """A kind's settings block may be left out only when every setting has a default."""
+    if any(field.is_required() for field in settings.model_fields.values()):
+        return ...
+    return Field(default_factory=settings)
 
 
 def _modules_type(key: Any) -> Any:
@@ -383,6 +285,13 @@ def _cross_checks(parts: _Parts, root: yaml.Node | None) -> list[ConfigIssue]:
         )
     elif office.level != hierarchy.levels[0] and not office.parent_id:
         issues.append(_at(root, ("office",), f"an office at level {office.level!r} needs a parent_id"))
+    for name, module in parts.modules.items():
+        check_module = COLLECTORS[module.kind].check_module
+        if check_module is not None:
+            try:
+                check_module(getattr(module, module.kind), module.timeout)
+            except ValueError as err:
+                issues.append(_at(root, ("modules", name), str(err)))
     modules = {**builtin_modules(), **parts.modules}
     known = set(modules) | parts.module_names
     seen: dict[str, int] = {}

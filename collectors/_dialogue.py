@@ -11,7 +11,7 @@ from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema, mo
 
 from agent.errors import Outcome
 from collectors import _tls
-from collectors.base import MetricSpec, ProbeContext, Settings
+from collectors.base import RESERVED_LABELS, MetricSpec, ProbeContext, Settings
 
 MAX_LINE = 64 * 1024
 """Longest line an expect step reads (Go's bufio.Scanner limit, as blackbox); open streams with limit=MAX_LINE."""
@@ -21,6 +21,7 @@ MAX_READ = 1024 * 1024
 METRICS = (
     MetricSpec("probe_failed_due_to_regex", "gauge", "Indicates if probe failed due to regex"),
     MetricSpec("probe_failed_due_to_bytes", "gauge", "Indicates if probe failed due to bytes"),
+    MetricSpec("probe_expect_info", "gauge", "Explicit content matched", open_labels=True),
 )
 
 _MARGIN = 0.005
@@ -68,9 +69,13 @@ class QueryStep(Settings):
     def _consistent(self) -> QueryStep:
         if self.expect is not None and self.expect_bytes:
             raise ValueError("expect and expect_bytes are mutually exclusive")
-        if self.labels:
-            # probe_expect_info takes label names from the config; the metric sink only knows declared names.
-            raise ValueError("labels (probe_expect_info) are not supported yet")
+        if self.labels and self.expect is None:
+            raise ValueError("labels need an expect to take their values from")
+        names = [label.name for label in self.labels]
+        if len(set(names)) != len(names):
+            raise ValueError("label names must be unique")
+        if reserved := set(names) & RESERVED_LABELS:
+            raise ValueError(f"label names {sorted(reserved)} are set by the agent itself")
         return self
 
 
@@ -161,6 +166,9 @@ async def _run_step(ctx: ProbeContext, reader: asyncio.StreamReader, writer: asy
         if match is None:
             return False
         send = expand(send, match)
+        if step.labels:
+            ctx.sink.add_labelled("probe_expect_info", 1, [(label.name, expand(label.value, match))
+                                                           for label in step.labels])
     if step.expect_bytes and not await _expect_bytes(ctx, reader, step.expect_bytes.encode(), state):
         return False
     if send and not await _send(ctx, writer, send):

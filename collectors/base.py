@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict
 from agent.errors import Outcome
 
 MetricType = Literal["gauge", "counter", "histogram"]
+RESERVED_LABELS = frozenset({"check", "module", "service", "target", "org_id", "level", "le", "__name__"})
+"""Label names the agent adds to every series (and histograms' le): no collector may use them."""
 
 
 class Settings(BaseModel):
@@ -31,6 +33,8 @@ class MetricSpec:
     type: MetricType
     help: str
     labels: tuple[str, ...] = ()
+    open_labels: bool = False
+    """The label names come from the config (probe_expect_info); recorded with MetricSink.add_labelled."""
 
 
 class Sample(NamedTuple):
@@ -77,6 +81,13 @@ class MetricSink:
             self._samples.append(Sample(f"{name}_bucket", (*labels, ("le", _format_le(bound))), float(count)))
         self._samples.append(Sample(f"{name}_sum", labels, float(total)))
         self._samples.append(Sample(f"{name}_count", labels, float(buckets[-1][1])))
+
+    def add_labelled(self, name: str, value: float, labels: Sequence[tuple[str, str]]) -> None:
+        """Record a sample of a metric declared with open_labels, its label names given by the config."""
+        spec = self._catalog.get(name)
+        if spec is None or not spec.open_labels:
+            raise ValueError(f"metric {name!r} is not declared with open labels")
+        self._samples.append(Sample(name, tuple(labels), float(value)))
 
     def samples(self) -> list[Sample]:
         """The samples recorded so far, in the order they were added."""
@@ -141,6 +152,8 @@ class CollectorSpec(Generic[S]):
     metrics: tuple[MetricSpec, ...]
     builtin_modules: dict[str, dict[str, Any]] = field(default_factory=dict)
     check_target: Callable[[str, S], None] | None = None
+    check_module: Callable[[S, float], None] | None = None
+    """Raises ValueError when these settings cannot work within the module's timeout (seconds)."""
     """Raises ValueError when a configured target cannot work with these settings."""
 
     @cached_property

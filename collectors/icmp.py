@@ -28,10 +28,10 @@ import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Annotated
 
-from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from agent.durations import Duration
 from agent.errors import Outcome
 from collectors import _resolve
 from collectors.base import CollectorSpec, MetricSpec, ProbeContext, Settings
@@ -60,24 +60,7 @@ METRICS = (
 )
 
 
-def _parse_interval(value: object) -> float:
-    from agent.config import parse_duration  # agent.config imports the collector registry: import at use
-
-    return parse_duration(value)
-
-
-def _format_interval(seconds: float) -> str:
-    from agent.config import format_duration
-
-    return format_duration(seconds)
-
-
-Interval = Annotated[
-    float,
-    BeforeValidator(_parse_interval),
-    PlainSerializer(_format_interval, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": r"^((\d+(\.\d+)?)(ms|s|m|h|d|w|y))+$", "examples": ["200ms", "1s"]}),
-]
+Interval = Duration
 
 
 class IcmpSettings(Settings):
@@ -134,6 +117,14 @@ def check_icmp_target(target: str, settings: IcmpSettings) -> None:
         raise ValueError(f"target {target!r} is neither a host name nor an IP address")
 
 
+def check_icmp_module(settings: IcmpSettings, timeout: float) -> None:
+    """The whole burst must fit in the module's timeout, with the margin kept for the last replies."""
+    burst = (settings.packets - 1) * settings.interval
+    if burst >= timeout - _MARGIN:
+        raise ValueError(f"a burst of {settings.packets} packets {settings.interval:g}s apart takes {burst:g}s, which "
+                         f"does not fit in the timeout of {timeout:g}s; lower packets or interval, or raise timeout")
+
+
 SPEC = CollectorSpec(
     kind="icmp",
     settings=IcmpSettings,
@@ -141,6 +132,7 @@ SPEC = CollectorSpec(
     metrics=METRICS,
     builtin_modules={"icmp": {"kind": "icmp", "timeout": "10s"}},
     check_target=check_icmp_target,
+    check_module=check_icmp_module,
 )
 
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")

@@ -109,3 +109,8 @@ modules:
 checks:
   - {{name: host, module: host_fast, service: host, targets: [localhost], interval: {interval}}}
 {extra}"""
+
+
+# A name that getaddrinfo refuses before sending any query (a DNS label longer than 63 characters): tests must
+# never ask the machine's resolver, which sits outside loopback.
+UNRESOLVABLE_HOST = "x" * 64 + ".invalid"

@@ -38,7 +38,7 @@ from collectors import dns as dns_kind
 from collectors import tcp
 from exporters.exposition import Exposition
 
-# After the packages: the plain folder tests/collectors would otherwise shadow the installed `collectors`.
+# After the packages: a folder under tests/ must never shadow an installed package.
 sys.path.append(str(c.REPO / "tests"))
 from fakes.blackbox import Blackbox, parse_samples
 from fakes.dns import Dnsmasq

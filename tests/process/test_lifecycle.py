@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from testlib import OFFICE_YAML, REPO, egov_agent_command, host_config, http_get, http_post, wait_for
 
 pytestmark = pytest.mark.slow
-from testlib import OFFICE_YAML, REPO, egov_agent_command, host_config, http_get, http_post, wait_for
 
 
 def series(text: str, name: str) -> list[tuple[dict[str, str], float]]:
@@ -141,7 +141,8 @@ def test_probe_command_exit_codes(tmp_path: Path) -> None:
     assert "error: 0 processes match 'no-such-process-egov'" in failed.stderr
     assert "Probe failed: outcome=mismatch" in failed.stderr
     assert "Metrics that would have been returned:" in failed.stderr
-    assert "Module configuration:\nprocess:\n  kind: process\n  timeout: 10s\n  process:\n    match: name\n" in failed.stderr
+    module = "Module configuration:\nprocess:\n  kind: process\n  timeout: 10s\n  process:\n    match: name\n"
+    assert module in failed.stderr
 
     assert probe("--module", "nope", "x").returncode == 2
     bad = tmp_path / "bad.yaml"

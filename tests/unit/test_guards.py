@@ -12,7 +12,7 @@ from collectors import COLLECTORS
 from exporters.exposition import RUN_METRICS
 
 REPO = Path(__file__).resolve().parents[2]
-RESERVED_LABELS = {"check", "module", "service", "target", "org_id", "level"}
+from collectors.base import RESERVED_LABELS  # noqa: E402
 
 
 def imports_of(path: Path) -> set[str]:

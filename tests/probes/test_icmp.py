@@ -7,6 +7,7 @@ import re
 
 import pytest
 from pydantic import ValidationError
+from testlib import UNRESOLVABLE_HOST
 
 from agent.config import builtin_modules, parse_config
 from agent.errors import Outcome
@@ -90,7 +91,7 @@ async def test_random_echo_identifier_per_run() -> None:
 
 
 async def test_name_that_does_not_resolve() -> None:
-    result = await run_job(job("does-not-exist.invalid", check="nx", packets=10, interval="10ms"))
+    result = await run_job(job(UNRESOLVABLE_HOST, check="nx", packets=10, interval="10ms"))
     assert result.outcome is Outcome.RESOLVE_FAILED
     got = values(result)
     assert "egov_icmp_packets_sent" not in got

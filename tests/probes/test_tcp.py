@@ -127,6 +127,18 @@ async def test_send_expands_groups_of_the_same_steps_expect() -> None:
     assert server.received[:2] == [b"NICK prober", b"PONG abc123 extra $ x "]
 
 
+async def test_expect_labels_become_probe_expect_info() -> None:
+    script = [("send", b"220 mail.quangnam.gov.vn ESMTP Postfix (Debian)\r\n"), ("wait",)]
+    steps = [{"expect": r"^220 (?P<host>[^ ]+) ESMTP (.+)$",
+              "labels": [{"name": "banner_host", "value": "${host}"}, {"name": "software", "value": "$2"}]}]
+    async with ScriptedServer(script) as server:
+        result = await probe({"query_response": steps}, server.target)
+    assert result.success, result.error
+    info = [s for s in result.samples if s.name == "probe_expect_info"]
+    assert [(dict(s.labels), s.value) for s in info] == [
+        ({"banner_host": "mail.quangnam.gov.vn", "software": "Postfix (Debian)"}, 1.0)]
+
+
 @pytest.mark.parametrize(
     ("template", "expected"),
     [
@@ -350,7 +362,10 @@ def test_bad_targets_are_refused(target: str, message: str) -> None:
         ({"query_response": [{"starttls": True}, {"starttls": True}]}, "only one step can use starttls"),
         ({"source_ip_address": "office-router"}, "'office-router' is not an IP address"),
         ({"preferred_ip_protocol": "ip5"}, "Input should be 'ip4' or 'ip6'"),
-        ({"query_response": [{"expect": "x", "labels": [{"name": "v", "value": "$1"}]}]}, "not supported yet"),
+        ({"query_response": [{"send": "x", "labels": [{"name": "v", "value": "$1"}]}]}, "labels need an expect"),
+        ({"query_response": [{"expect": "x", "labels": [{"name": "target", "value": "$1"}]}]}, "set by the agent"),
+        ({"query_response": [{"expect": "x", "labels": [{"name": "v", "value": "a"}, {"name": "v", "value": "b"}]}]},
+         "label names must be unique"),
         ({"query_response": [{"send": "x", "bogus": 1}]}, "Extra inputs are not permitted"),
     ],
 )
