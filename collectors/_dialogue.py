@@ -24,7 +24,6 @@ METRICS = (
     MetricSpec("probe_expect_info", "gauge", "Explicit content matched", open_labels=True),
 )
 
-_MARGIN = 0.005
 _LOGGED_LINES = 50
 _LOGGED_CHARS = 200
 
@@ -90,7 +89,7 @@ def check_script(steps: tuple[QueryStep, ...], tls: bool) -> None:
 
 def within(ctx: ProbeContext) -> asyncio.Timeout:
     """A timeout just before the run's deadline, so a step that hangs fails with its own message."""
-    return asyncio.timeout_at(ctx.deadline - _MARGIN)
+    return asyncio.timeout_at(ctx.step_deadline())
 
 
 async def run(ctx: ProbeContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,

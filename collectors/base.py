@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from agent.errors import Outcome
 
 MetricType = Literal["gauge", "counter", "histogram"]
+STEP_MARGIN_SECONDS = 0.05
 RESERVED_LABELS = frozenset({"check", "module", "service", "target", "org_id", "level", "le", "__name__"})
 """Label names the agent adds to every series (and histograms' le): no collector may use them."""
 
@@ -120,6 +121,14 @@ class ProbeContext:
     def remaining(self) -> float:
         """Seconds left before the run's deadline (never negative)."""
         return max(0.0, self.deadline - asyncio.get_running_loop().time())
+
+    def step_deadline(self) -> float:
+        """A loop-time deadline just before the run's, so a stuck step ends with its own message and metrics.
+
+        The margin (at most 50 ms, a tenth of the run's time left) is wide enough for a busy event loop to run the
+        step's timeout before the runner's.
+        """
+        return self.deadline - min(STEP_MARGIN_SECONDS, self.remaining() / 10)
 
     def log(self, message: str, *args: object, level: str = "debug") -> None:
         """Add a line to the run's debug log."""

@@ -315,7 +315,6 @@ SPEC = CollectorSpec(
 # ---------------------------------------------------------------------------------------------- private
 
 _PATH_TOKEN = re.compile(r"""\.?([^.\[\]"']+)|\[(-?\d+)\]|\[(?:"([^"]*)"|'([^']*)')\]""")
-_MARGIN = 0.02  # end a little before the runner's deadline, so a timeout still reports its phase and metrics
 
 
 @dataclass
@@ -349,7 +348,7 @@ class _Prober:
 
     async def run(self) -> bool:
         ctx, settings, run = self.ctx, self.settings, self.run_state
-        deadline = ctx.deadline - min(_MARGIN, ctx.remaining() / 10)
+        deadline = ctx.step_deadline()
         try:
             async with asyncio.timeout_at(deadline):
                 started = time.perf_counter()
