@@ -14,8 +14,8 @@ against the target (167 targets every 10 s; the full run adds 1,000 targets ever
 scheduler spreads over 10 s, so they come in bursts of ~100/s), pinned to its own CPU; a task sleeping 10 ms
 records the event-loop lag, and the garbage collector's pauses are timed. Goal: lag p99 <= 2 ms (even spread).
 
-    /work/venv/bin/python tests/bench/bench_http.py           # about 2.5 min
-    /work/venv/bin/python tests/bench/bench_http.py --quick   # about 40 s
+    .venv/bin/python tests/bench/bench_http.py           # about 2.5 min
+    .venv/bin/python tests/bench/bench_http.py --quick   # about 40 s
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ runs; the same-rate scenario shows the cost once the agent has work to share its
 Both run as root here, so both use raw sockets (each tries unprivileged sockets first).
 Goal (issue): the CPU of our 10-packet burst is below that of blackbox's 1-packet probe.
 
-    /work/venv/bin/python tests/bench/bench_icmp.py            # about 1.5 minutes
-    /work/venv/bin/python tests/bench/bench_icmp.py --quick    # about 30 s
+    .venv/bin/python tests/bench/bench_icmp.py            # about 1.5 minutes
+    .venv/bin/python tests/bench/bench_icmp.py --quick    # about 30 s
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ connection, as Prometheus does). Goal (issue): agent idle RSS <= 45 MiB; node_ex
 It also measures, in a fresh interpreter, how much RSS each import step of the agent adds, to show where the
 agent's memory goes.
 
-    /work/venv/bin/python tests/bench/bench_idle.py            # 30 s warm-up + 120 s window (~2.6 min)
-    /work/venv/bin/python tests/bench/bench_idle.py --quick    # 5 s warm-up + 20 s window, scrape every 5 s
+    .venv/bin/python tests/bench/bench_idle.py            # 30 s warm-up + 120 s window (~2.6 min)
+    .venv/bin/python tests/bench/bench_idle.py --quick    # 5 s warm-up + 20 s window, scrape every 5 s
 """
 
 from __future__ import annotations

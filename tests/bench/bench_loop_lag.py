@@ -13,8 +13,8 @@ Reported: lag p50/p99/p99.9/max, runs done per second, skipped runs, and this pr
 Goal (issue): lag p99 <= 2 ms. When the agent misses it, a fourth phase runs the agent under cProfile and prints
 where the loop's time goes (by package, and the top functions); --profile forces that phase.
 
-    /work/venv/bin/python tests/bench/bench_loop_lag.py           # about 2.1 min
-    /work/venv/bin/python tests/bench/bench_loop_lag.py --quick   # about 30 s
+    .venv/bin/python tests/bench/bench_loop_lag.py           # about 2.1 min
+    .venv/bin/python tests/bench/bench_loop_lag.py --quick   # about 30 s
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ Over HTTP (GET /metrics to the last byte on a kept-alive connection, plain and g
   - node_exporter (default collectors, --no-collector.systemd), which collects on every scrape.
 Goal (issue): /metrics p50 <= 10 ms for 10k series.
 
-    /work/venv/bin/python tests/bench/bench_metrics_render.py           # about 1.9 min
-    /work/venv/bin/python tests/bench/bench_metrics_render.py --quick   # about 35 s
+    .venv/bin/python tests/bench/bench_metrics_render.py           # about 1.9 min
+    .venv/bin/python tests/bench/bench_metrics_render.py --quick   # about 35 s
 """
 
 from __future__ import annotations

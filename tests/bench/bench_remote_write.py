@@ -13,8 +13,8 @@ Phases, one after the other in this process (the drain also starts victoria-metr
      empty, checked against vm_rows_inserted_total. A scaled run is extrapolated linearly to 3M and says so.
 Goals (issue 7): encode+compress >= 200k samples/CPU-s; appends >= 100k samples/s; 3M-sample drain <= 5 min.
 
-    /work/venv/bin/python tests/bench/bench_remote_write.py           # about 1.5 min
-    /work/venv/bin/python tests/bench/bench_remote_write.py --quick   # about 20 s
+    .venv/bin/python tests/bench/bench_remote_write.py           # about 1.5 min
+    .venv/bin/python tests/bench/bench_remote_write.py --quick   # about 20 s
 """
 
 from __future__ import annotations

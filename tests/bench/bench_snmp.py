@@ -20,9 +20,9 @@ Varbinds are counted as snmp_scrape_pdus_returned (the same walk for every clien
 Goals (issue): agent varbinds per CPU-second >= snmp_exporter's (ratio >= 1.0); no stall over 2 ms; 100 devices of
 100 interfaces every 60 s <= 20% of one core.
 
-    /work/venv/bin/python tests/bench/bench_snmp.py            # about 1.5 minutes
-    /work/venv/bin/python tests/bench/bench_snmp.py --quick    # about 30 s
-    /work/venv/bin/python tests/bench/bench_snmp.py --profile  # adds the agent's top functions (cProfile)
+    .venv/bin/python tests/bench/bench_snmp.py            # about 1.5 minutes
+    .venv/bin/python tests/bench/bench_snmp.py --quick    # about 30 s
+    .venv/bin/python tests/bench/bench_snmp.py --profile  # adds the agent's top functions (cProfile)
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ agent's per-run work; scheduling excluded), CPU from time.process_time(); then 1
 Cases: tcp_connect; smtp_starttls (banner, EHLO, STARTTLS, TLS 1.3 handshake, EHLO, QUIT); dns A over UDP.
 No goal in the issue for these kinds: the table shows where the agent stands against the peer.
 
-    /work/venv/bin/python tests/bench/bench_tcp_dns.py            # about 10 s
-    /work/venv/bin/python tests/bench/bench_tcp_dns.py --quick    # about 5 s
+    .venv/bin/python tests/bench/bench_tcp_dns.py            # about 10 s
+    .venv/bin/python tests/bench/bench_tcp_dns.py --quick    # about 5 s
 """
 
 from __future__ import annotations

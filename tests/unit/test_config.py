@@ -160,3 +160,13 @@ def test_bad_secrets(value: object, message: str) -> None:
 def test_schema_file_matches_models() -> None:
     shipped = json.loads((REPO / "config/schema.json").read_text(encoding="utf-8"))
     assert shipped == config_schema(), "config/schema.json is stale: run `egov-agent schema > config/schema.json`"
+
+
+def test_readme_configuration_example_is_valid(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Configuration", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    password = tmp_path / "push.pw"
+    password.write_text("not-a-real-password\n", encoding="utf-8")
+    config = parse_config(block.replace("/etc/egov-agent/push.pw", str(password)).encode(), "README.md")
+    assert {check.module for check in config.checks} >= {"wan_icmp", "smtp_starttls", "portal_content"}
+    assert len(config.remote_write) == 1
