@@ -128,7 +128,7 @@ class Extract(Settings):
     """A number from the body as egov_http_extracted_value{name}: a JSON path's value or a regex's match count.
 
     Bad JSON, a missing path or a value that is not a number never fails the probe: the sample is left out, the
-    run log says why, and egov_agent_collector_errors{kind="http",subsystem="extract"} counts it.
+    run log says why, and egov_agent_collector_errors_total{kind="http",subsystem="extract"} counts it.
     """
 
     name: Identifier

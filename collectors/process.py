@@ -13,7 +13,7 @@ from agent.errors import Outcome
 from collectors.base import CollectorSpec, MetricSpec, ProbeContext, Settings
 
 METRICS = (
-    MetricSpec("egov_process_up", "gauge", "1 if at least one process matches the check's target.", ("name",)),
+    MetricSpec("egov_process_up", "gauge", "1 if at least min_count processes match the check's target.", ("name",)),
     MetricSpec("egov_process_num_procs", "gauge", "Number of processes matching the check's target.", ("name",)),
 )
 
