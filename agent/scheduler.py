@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 # APScheduler logs every run at INFO; one line per run is noise at a few hundred checks.
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
-FIRST_RUN_SPREAD_SECONDS = 10.0
+FIRST_RUN_SPREAD_SECONDS = 60.0
+"""First runs come at a random moment within min(interval, this): spread, yet every check reports within a minute."""
 
 
 class Scheduler:

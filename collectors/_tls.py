@@ -6,7 +6,7 @@ import _ssl
 import hashlib
 import ssl
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import model_validator
 
@@ -88,23 +88,34 @@ def record(ctx: ProbeContext, ssl_object: ssl.SSLObject | ssl.SSLSocket | None) 
         ctx.sink.add("probe_tls_cipher_info", 1, cipher[0])
     sent = _chain(ssl_object, verified=False)
     if sent:
-        ctx.sink.add("probe_ssl_earliest_cert_expiry", min(_not_after(info) for _, info in sent))
-        leaf_der, leaf = sent[0]
-        ctx.sink.add(
-            "probe_ssl_last_chain_info", 1,
-            hashlib.sha256(leaf_der).hexdigest(), _name(leaf.get("subject", ())), _name(leaf.get("issuer", ())),
-            ",".join(value for kind, value in leaf.get("subjectAltName", ()) if kind == "DNS"),
-        )
+        ctx.sink.add("probe_ssl_earliest_cert_expiry", min(cert.not_after for cert in sent))
+        leaf = sent[0]
+        ctx.sink.add("probe_ssl_last_chain_info", 1, leaf.fingerprint, leaf.subject, leaf.issuer, leaf.dns_names)
     if ssl_object.context.verify_mode == ssl.CERT_NONE:
         # Nothing was verified: blackbox_exporter then reports Go's zero time, and dashboards expect that value.
         ctx.sink.add("probe_ssl_last_chain_expiry_timestamp_seconds", GO_ZERO_TIME)
         return
     verified = _chain(ssl_object, verified=True)
     if verified:
-        ctx.sink.add("probe_ssl_last_chain_expiry_timestamp_seconds", min(_not_after(info) for _, info in verified))
+        ctx.sink.add("probe_ssl_last_chain_expiry_timestamp_seconds", min(cert.not_after for cert in verified))
 
 
-def _chain(ssl_object: ssl.SSLObject | ssl.SSLSocket, verified: bool) -> list[tuple[bytes, dict[str, Any]]]:
+def record_rejected(ctx: ProbeContext, ssl_object: ssl.SSLObject | ssl.SSLSocket) -> None:
+    """After a failed handshake, the earliest expiry of the certificates the server sent (an expired one shows)."""
+    sent = _chain(ssl_object, verified=False)
+    if sent:
+        ctx.sink.add("probe_ssl_earliest_cert_expiry", min(cert.not_after for cert in sent))
+
+
+class _Certificate(NamedTuple):
+    not_after: float
+    fingerprint: str
+    subject: str
+    issuer: str
+    dns_names: str
+
+
+def _chain(ssl_object: ssl.SSLObject | ssl.SSLSocket, verified: bool) -> list[_Certificate]:
     # Python 3.13 makes these public (SSLSocket.get_verified_chain); 3.10-3.12 have them on the _ssl object.
     inner = getattr(ssl_object, "_sslobj", ssl_object)
     getter = getattr(inner, "get_verified_chain" if verified else "get_unverified_chain", None)
@@ -114,11 +125,29 @@ def _chain(ssl_object: ssl.SSLObject | ssl.SSLSocket, verified: bool) -> list[tu
         certificates = getter() or []
     except (ssl.SSLError, ValueError):
         return []
-    return [(c.public_bytes(_ENCODING_DER), c.get_info()) for c in certificates]
+    return [_parse(c.public_bytes(_ENCODING_DER), c) for c in certificates]
 
 
-def _not_after(info: dict[str, Any]) -> float:
-    return float(ssl.cert_time_to_seconds(info["notAfter"]))
+def _parse(der: bytes, certificate: Any) -> _Certificate:
+    cached = _PARSED.get(der)
+    if cached is None:
+        # Parsing and date conversion cost ~0.15 ms per probe; a site's certificates change a few times a year.
+        info = certificate.get_info()
+        cached = _Certificate(
+            float(ssl.cert_time_to_seconds(info["notAfter"])),
+            hashlib.sha256(der).hexdigest(),
+            _name(info.get("subject", ())),
+            _name(info.get("issuer", ())),
+            ",".join(value for kind, value in info.get("subjectAltName", ()) if kind == "DNS"),
+        )
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.pop(next(iter(_PARSED)))
+        _PARSED[der] = cached
+    return cached
+
+
+_PARSED: dict[bytes, _Certificate] = {}
+_PARSED_MAX = 1024
 
 
 def _name(rdns: tuple[tuple[tuple[str, str], ...], ...]) -> str:

@@ -32,7 +32,6 @@ from collectors import _resolve, _tls
 from collectors.base import CollectorSpec, MetricSpec, ProbeContext, Settings
 
 if TYPE_CHECKING:
-    import ssl
 
     from collectors._http_client import URL, Client, Exchange
 
@@ -574,18 +573,12 @@ def _record(ctx: ProbeContext, run: _Run) -> None:
         if last.connected:
             _tls.record(ctx, last.ssl_object)
         else:
-            _record_rejected_certificate(ctx, last.ssl_object)
+            # blackbox reports no certificate when the handshake fails; we keep the expiry of the one sent, so an
+            # expired certificate still shows in probe_ssl_earliest_cert_expiry (and its alert).
+            _tls.record_rejected(ctx, last.ssl_object)
     if trips:
         timings = " ".join(f"{phase}={phases[phase]:.6f}s" for phase in PHASES)
         ctx.log("%d round trip(s): %s", len(trips), timings)
-
-
-def _record_rejected_certificate(ctx: ProbeContext, ssl_object: ssl.SSLObject) -> None:
-    # blackbox reports no certificate when the handshake fails; the expiry of the certificate the server sent
-    # is kept, so an expired certificate still shows in probe_ssl_earliest_cert_expiry (and its alert).
-    sent = _tls._chain(ssl_object, verified=False)
-    if sent:
-        ctx.sink.add("probe_ssl_earliest_cert_expiry", min(_tls._not_after(info) for _, info in sent))
 
 
 def _check_url(value: str, what: str) -> None:
