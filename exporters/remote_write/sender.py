@@ -81,6 +81,7 @@ class Sender:
         self._data = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._headers = self._build_headers()
+        self._server_name = config.tls_config.server_name if config.tls_config else None
         self._failing = False
         self._skew_logged_at = 0.0
 
@@ -187,13 +188,16 @@ class Sender:
 
         assert self._session is not None
         try:
-            async with self._session.post(self.config.url, data=body, headers=self._headers,
-                                          allow_redirects=False) as response:
+            async with self._session.post(self.config.url, data=body, headers=self._headers, allow_redirects=False,
+                                          server_hostname=self._server_name) as response:
                 self._observe_date(response.headers.get("Date"))
                 status = response.status
                 if 200 <= status < 300:
                     return _Answer(status, "ok", str(status))
-                detail = (await response.content.read(ERROR_BODY_BYTES)).decode("utf-8", "replace")
+                try:
+                    detail = (await response.content.read(ERROR_BODY_BYTES)).decode("utf-8", "replace")
+                except (TimeoutError, aiohttp.ClientError, OSError) as err:
+                    detail = f"body not read: {type(err).__name__}"  # the status decides, not the body
                 response.close()
                 retry_after = _retry_after(response.headers.get("Retry-After"), self._clock())
                 code = str(status)
@@ -271,7 +275,7 @@ def _retry_after(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # float() also takes other scripts' digits, or fails on "²"
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value).timestamp()

@@ -1,4 +1,4 @@
-"""A loopback TCP proxy that breaks the link on command: pass, refuse, reset, blackhole, or a seeded flap.
+"""A loopback TCP proxy that breaks the link on command: pass, refuse, reset, blackhole, drop_response, or a flap.
 
 It runs its own event loop in a thread, so synchronous tests that drive processes can use it as well as async
 ones. Changing the mode also cuts the connections already open (a WAN cut does too):
@@ -7,6 +7,9 @@ ones. Changing the mode also cuts the connections already open (a WAN cut does t
 - refuse: the listening socket is closed, connecting gets ECONNREFUSED;
 - reset: connections are accepted and reset at once (RST, SO_LINGER 0);
 - blackhole: connections are accepted and then nothing is read or written, ever;
+- drop_response: the request goes upstream, and when the upstream's answer starts the client's connection is reset
+  instead (the receiver stored the data, the sender saw a network error: an ambiguous success), counted in
+  `dropped_responses`;
 - flap: up (pass) and down (refuse or reset, alternating) for random durations from a seeded generator.
 Only 127.0.0.1 is used, on both sides.
 """
@@ -21,7 +24,7 @@ import struct
 import threading
 from typing import Literal
 
-Mode = Literal["pass", "refuse", "reset", "blackhole"]
+Mode = Literal["pass", "refuse", "reset", "blackhole", "drop_response"]
 
 
 class FaultProxy:
@@ -32,6 +35,7 @@ class FaultProxy:
         self.port = port
         self.mode: Mode = "pass"
         self.connections = 0
+        self.dropped_responses = 0
         self.history: list[tuple[float, Mode]] = []
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fault-proxy", daemon=True)
@@ -126,11 +130,29 @@ class FaultProxy:
             _reset(writer)
             return
         self._open.add(up_writer)
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer), return_exceptions=True)
+        if mode == "drop_response":
+            await self._drop_response(reader, writer, up_reader, up_writer)
+        else:
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer), return_exceptions=True)
         for w in (writer, up_writer):
             self._open.discard(w)
             with contextlib.suppress(Exception):
                 w.close()
+
+    async def _drop_response(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                             up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter) -> None:
+        """Relay the request upstream; reset the client's connection as soon as the upstream starts to answer."""
+        forward = asyncio.ensure_future(_pipe(reader, up_writer))
+        try:
+            answer = await up_reader.read(1)
+        except OSError:
+            answer = b""
+        if answer:
+            self.dropped_responses += 1
+        forward.cancel()
+        await asyncio.gather(forward, return_exceptions=True)
+        _reset(writer)
+        _reset(up_writer)
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

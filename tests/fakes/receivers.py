@@ -13,6 +13,7 @@ from testlib import free_port, http_get, wait_for
 
 SeriesKey = frozenset[tuple[str, str]]
 Samples = dict[SeriesKey, dict[int, float]]
+RawSamples = dict[SeriesKey, list[tuple[int, float]]]
 
 
 @dataclass
@@ -43,16 +44,8 @@ class Receiver:
         """Every raw sample stored for `selector` (NaN stale markers left out): series -> {ts_ms: value}."""
         out: Samples = {}
         if self.kind == "victoria-metrics":
-            http_get(f"http://127.0.0.1:{self.port}/internal/force_flush")
-            query = urllib.parse.urlencode({"match[]": selector})
-            status, body, _ = http_get(f"http://127.0.0.1:{self.port}/api/v1/export?{query}", timeout=30)
-            assert status == 200, body
-            for line in body.decode().splitlines():
-                row = json.loads(line)
-                key = frozenset(row["metric"].items())
-                for ts, value in zip(row["timestamps"], row["values"], strict=True):
-                    if value is not None and not (isinstance(value, float) and math.isnan(value)):
-                        out.setdefault(key, {})[int(ts)] = float(value)
+            for key, rows in self.raw_samples(selector).items():
+                out[key] = dict(rows)
             return out
         query = urllib.parse.urlencode({"query": f"{selector}[{window}]"})
         status, body, _ = http_get(f"http://127.0.0.1:{self.port}/api/v1/query?{query}", timeout=30)
@@ -63,16 +56,32 @@ class Receiver:
                 out.setdefault(key, {})[round(float(ts) * 1000)] = float(value)
         return out
 
+    def raw_samples(self, selector: str) -> RawSamples:
+        """VictoriaMetrics only: every stored sample, duplicates included, in export order (NaNs left out)."""
+        assert self.kind == "victoria-metrics"
+        http_get(f"http://127.0.0.1:{self.port}/internal/force_flush")
+        query = urllib.parse.urlencode({"match[]": selector})
+        status, body, _ = http_get(f"http://127.0.0.1:{self.port}/api/v1/export?{query}", timeout=30)
+        assert status == 200, body
+        out: RawSamples = {}
+        for line in body.decode().splitlines():
+            row = json.loads(line)
+            key = frozenset(row["metric"].items())
+            for ts, value in zip(row["timestamps"], row["values"], strict=True):
+                if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                    out.setdefault(key, []).append((int(ts), float(value)))
+        return out
 
-def start_victoria_metrics(tmp: Path) -> Receiver:
-    """victoria-metrics with 100 years of retention and exact-duplicate removal, ready to be written to."""
+
+def start_victoria_metrics(tmp: Path, dedup: bool = True) -> Receiver:
+    """victoria-metrics with 100 years of retention, ready to be written to; `dedup` removes exact duplicates."""
     port = free_port()
     log_path = tmp / f"vm-{port}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             ["victoria-metrics", f"-storageDataPath={tmp / f'vm-{port}'}", f"-httpListenAddr=127.0.0.1:{port}",
-             "-retentionPeriod=100y", "-search.latencyOffset=1s", "-dedup.minScrapeInterval=1ms",
-             "-loggerLevel=WARN"],
+             "-retentionPeriod=100y", "-search.latencyOffset=1s", "-loggerLevel=WARN",
+             *(["-dedup.minScrapeInterval=1ms"] if dedup else [])],
             stdout=log_file, stderr=subprocess.STDOUT)
     receiver = Receiver("victoria-metrics", process, port, log_path)
     wait_for(lambda: http_get(f"http://127.0.0.1:{port}/health", timeout=1)[0] == 200, timeout=30)

@@ -1,13 +1,15 @@
 """A scripted remote-write receiver on 127.0.0.1 (aiohttp, same event loop as the test).
 
 Each request is recorded (headers, raw body, decoded series) and answered by the next step of the script; when the
-script is used up, by `default`. A step is a Reply: status, headers, body, a delay before answering, or `drop` to
-close the connection without an answer.
+script is used up, by `default`. A step is a Reply: status, headers, body, a delay before answering, `drop` to
+close the connection without an answer, or a streamed body (huge, slow, or stalled after the headers). With `tls`
+the receiver speaks HTTPS.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import struct
 from dataclasses import dataclass, field
 
@@ -26,6 +28,12 @@ class Reply:
     body: bytes = b""
     delay: float = 0.0
     drop: bool = False
+    stream: int = 0
+    """Bytes of body streamed after the headers (chunked), `chunk` at a time, `chunk_delay` seconds apart."""
+    chunk: int = 65536
+    chunk_delay: float = 0.0
+    stall: float = 0.0
+    """Seconds of silence between the headers and the streamed body (ends early when the client goes)."""
 
 
 @dataclass
@@ -47,12 +55,15 @@ class FakeReceiver:
     """Start with `await FakeReceiver().start()`, stop with `await receiver.stop()`."""
 
     def __init__(self, script: list[Reply] | None = None, default: Reply | None = None,
-                 max_body: int | None = None) -> None:
+                 max_body: int | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.script = list(script or [])
         self.default = default or Reply()
         self.max_body = max_body
+        self.tls = tls
         self.requests: list[Received] = []
         self.accepted: list[Received] = []
+        self.streamed: list[int] = []
+        """Body bytes each streamed reply got written before it ended or the client went away."""
         self.url = ""
         self._runner: web.AppRunner | None = None
 
@@ -62,10 +73,10 @@ class FakeReceiver:
         app.router.add_post("/api/v1/write", self._write)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.tls)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/api/v1/write"
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{port}/api/v1/write"
         return self
 
     async def stop(self) -> None:
@@ -96,7 +107,39 @@ class FakeReceiver:
             raise asyncio.CancelledError
         if 200 <= reply.status < 300:
             self.accepted.append(received)
+        if reply.stream or reply.stall:
+            return await self._stream(request, reply)
         return web.Response(status=reply.status, headers=reply.headers, body=reply.body)
+
+    async def _stream(self, request: web.Request, reply: Reply) -> web.StreamResponse:
+        response = web.StreamResponse(status=reply.status, headers=reply.headers)
+        await response.prepare(request)
+        sent = 0
+        try:
+            if await _gone(request, reply.stall):
+                return response
+            block = b"x" * reply.chunk
+            while sent < reply.stream:
+                await response.write(block[: reply.stream - sent])
+                sent += min(reply.chunk, reply.stream - sent)
+                if await _gone(request, reply.chunk_delay):
+                    return response
+            await response.write_eof()
+        except (ConnectionError, RuntimeError):
+            pass  # the client went away, as it should for bodies it does not want
+        finally:
+            self.streamed.append(sent)
+        return response
+
+
+async def _gone(request: web.Request, seconds: float) -> bool:
+    """Wait up to `seconds`, in steps of 10 ms; True as soon as the client has closed the connection."""
+    for _ in range(max(1, round(seconds / 0.01)) if seconds else 1):
+        if request.transport is None or request.transport.is_closing():
+            return True
+        if seconds:
+            await asyncio.sleep(0.01)
+    return False
 
 
 def value_bits(value: float) -> int:

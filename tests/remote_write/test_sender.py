@@ -7,83 +7,18 @@ import base64
 import email.utils
 import random
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
+from fakes.rw_harness import SPEC, until
 from fakes.rw_receiver import FakeReceiver, Reply, value_bits
 
 from agent import __version__
-from agent.errors import Outcome
-from agent.runner import Job, ProbeResult
-from collectors.base import CollectorSpec, MetricSpec, Sample, Settings
+from agent.runner import Job
+from collectors.base import Settings
 from exporters.remote_write.config import RemoteWriteConfig
-from exporters.remote_write.encode import Encoder
-from exporters.remote_write.queue import DiskQueue, parse
+from exporters.remote_write.queue import parse
 from exporters.remote_write.sender import Sender
-
-SPEC = CollectorSpec("test", Settings, None, (MetricSpec("egov_test_value", "gauge", "v", ("part",)),))  # type: ignore[arg-type]
-OFFICE = {"org_id": "000.00.20.H49", "level": "commune"}
-
-
-class Harness:
-    """A sender with its queue and a receiver; `feed` queues results, `wait` polls the receiver."""
-
-    def __init__(self, tmp_path: Path, receiver: FakeReceiver, **config: Any) -> None:
-        queue = {"batch_send_deadline": "10ms", **config.pop("queue", {})}
-        self.config = RemoteWriteConfig.model_validate({"url": receiver.url, "queue": queue, **config})
-        self.receiver = receiver
-        self.queue = DiskQueue(tmp_path / "queue", max_bytes=self.config.queue.max_bytes,
-                               max_age=self.config.queue.max_age, memory_bytes=self.config.queue.memory_bytes,
-                               dead_letter_bytes=self.config.queue.dead_letter_bytes)
-        self.delays: list[float] = []
-        self.on_sleep: Callable[[float], None] = lambda _: None
-        self.sender = Sender(self.config, self.queue, rng=random.Random(7), sleep=self._sleep)
-        self.encoder = Encoder(OFFICE)
-        self.fed: list[int] = []
-        self._task: asyncio.Task[None] | None = None
-        self._clock = 1_795_784_000.0
-
-    async def _sleep(self, seconds: float) -> None:
-        self.delays.append(seconds)
-        self.on_sleep(seconds)
-        await asyncio.sleep(0)
-
-    async def start(self) -> None:
-        await self.queue.open()
-        self._task = asyncio.create_task(self.sender.run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await self._task
-        await self.queue.close()
-
-    def feed(self, results: int = 1, samples: int = 1, check: str = "c") -> None:
-        job = Job(check, "t", "m", "other", 10.0, 5.0, SPEC, Settings())
-        for _ in range(results):
-            self._clock += 1
-            result = ProbeResult(job, True, Outcome.SUCCESS, 0.5, time.time() - 1000 + len(self.fed),
-                                 [Sample("egov_test_value", (("part", str(i)),), float(len(self.fed)))
-                                  for i in range(samples)])
-            fragments = self.encoder.encode(result)
-            self.queue.append(fragments)
-            self.sender.notify(sum(f.samples for f in fragments))
-            self.fed.append(sum(f.samples for f in fragments))
-
-    async def wait_accepted(self, samples: int) -> None:
-        await until(lambda: len(self.receiver.accepted_series()) >= samples)
-
-
-async def until(condition: Callable[[], object], seconds: float = 10.0) -> None:
-    """Poll `condition` every 10 ms for at most `seconds`."""
-    for _ in range(int(seconds * 100)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"condition not met within {seconds}s")
 
 
 @pytest.fixture
@@ -91,21 +26,6 @@ async def receiver() -> AsyncIterator[FakeReceiver]:
     fake = await FakeReceiver().start()
     yield fake
     await fake.stop()
-
-
-@pytest.fixture
-async def make(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    made: list[Harness] = []
-
-    async def build(receiver: FakeReceiver, **config: Any) -> Harness:
-        harness = Harness(tmp_path / str(len(made)), receiver, **config)
-        made.append(harness)
-        await harness.start()
-        return harness
-
-    yield build
-    for harness in made:
-        await harness.stop()
 
 
 async def test_rw1_headers_and_body(make, receiver) -> None:
