@@ -60,9 +60,6 @@ METRICS = (
 )
 
 
-Interval = Duration
-
-
 class IcmpSettings(Settings):
     """blackbox_exporter's icmp options, plus the burst: `packets` echo requests `interval` apart."""
 
@@ -73,7 +70,7 @@ class IcmpSettings(Settings):
     dont_fragment: bool = False
     ttl: int = Field(64, ge=0, le=255, description="0: the system default")
     packets: int = Field(1, ge=1, le=1000)
-    interval: Interval = 1.0
+    interval: Duration = 1.0
     min_replies: int = Field(1, ge=1, description="the run succeeds when at least this many replies arrive")
 
     @field_validator("source_ip_address")
