@@ -195,9 +195,9 @@ async def phase_peer(config_path: Path, warmup: float, duration: float) -> dict[
     exposition = Exposition(office_labels(config))
     runner = Runner(config.agent.max_concurrent_runs)
 
-    def on_result(result: Any) -> None:
+    def on_result(result: Any, status: Any) -> None:
         metrics.observe_run(result)
-        exposition.update(result)
+        exposition.update(result, status)
 
     store.subscribe(on_result, exposition.remove)
 
