@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -77,6 +78,8 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(err.render(), file=sys.stderr)
         return 1
+    for warning in config.warnings():
+        logging.getLogger("agent.config").warning(warning, extra={"kv": {"config": args.config}})
     try:
         return asyncio.run(_serve(Agent(config, args.config, args.listen_address)))
     except StartupError as err:
@@ -95,6 +98,8 @@ def _check_config(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(err.render(), file=sys.stderr)
         return 1
+    for warning in config.warnings():
+        print(f"{args.file}: warning: {warning}", file=sys.stderr)
     jobs = sum(len(check.targets) for check in config.checks)
     print(f"{args.file}: valid: {len(config.checks)} checks, {jobs} jobs, office {config.office.org_id}")
     return 0

@@ -169,6 +169,20 @@ class Config:
         self.remote_write: list[Any] = model.remote_write
         self.modules: dict[str, Any] = {**builtin_modules(), **model.modules}
 
+    def warnings(self) -> list[str]:
+        """Weak but allowed settings of the modules this config defines or its checks use, with their YAML path."""
+        used = {check.module for check in self.checks} | set(self.model.modules)
+        found = []
+        for name in sorted(used):
+            module = self.modules.get(name)
+            if module is None:
+                continue
+            spec = COLLECTORS[module.kind]
+            if spec.warnings is not None:
+                where = f"modules.{name}" if name in self.model.modules else f"built-in module {name}"
+                found += [f"{where}: {message}" for message in spec.warnings(getattr(module, module.kind))]
+        return found
+
     def check_fingerprint(self, check: Check) -> str:
         """A digest of everything that decides how a check runs, to find what a reload changed."""
         module = self.modules[check.module]

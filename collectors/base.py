@@ -163,6 +163,8 @@ class CollectorSpec(Generic[S]):
     check_target: Callable[[str, S], None] | None = None
     check_module: Callable[[S, float], None] | None = None
     """Raises ValueError when these settings cannot work within the module's timeout (seconds)."""
+    warnings: Callable[[S], list[str]] | None = None
+    """What `check-config` warns about in these settings: allowed, but weak (clear-text SNMP, MD5, DES)."""
     """Raises ValueError when a configured target cannot work with these settings."""
 
     @cached_property

@@ -332,4 +332,5 @@ SPEC = CollectorSpec(
         "system": {"kind": "snmp", "timeout": "10s", "snmp": {"include": ["system"]}},
     },
     check_target=check_snmp_target,
+    warnings=insecure_settings,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -170,3 +171,24 @@ def test_readme_configuration_example_is_valid(tmp_path: Path) -> None:
     config = parse_config(block.replace("/etc/egov-agent/push.pw", str(password)).encode(), "README.md")
     assert {check.module for check in config.checks} >= {"wan_icmp", "smtp_starttls", "portal_content"}
     assert len(config.remote_write) == 1
+
+
+def test_check_config_warns_about_weak_snmp_but_exits_0(tmp_path: Path) -> None:
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        "office: {org_id: 000.00.20.H49, name: X, level: province}\n"
+        "modules:\n"
+        "  router_v3: {kind: snmp, snmp: {include: [system], auth: {version: 3, username: mon,\n"
+        "              security_level: authNoPriv, auth_protocol: MD5, password: {env: EGOV_TEST_SNMP_PW}}}}\n"
+        "checks:\n"
+        "  - {name: switch, module: if_mib, service: wan, targets: ['udp://127.0.0.1:11161'], interval: 1m}\n"
+        "  - {name: router, module: router_v3, service: wan, targets: ['udp://127.0.0.1:11161'], interval: 1m}\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run([sys.executable, "-m", "agent", "check-config", str(config)], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "EGOV_TEST_SNMP_PW": "authpass-12345"})
+    assert done.returncode == 0, done.stderr
+    assert f"{config}: warning: built-in module if_mib: SNMP version 2 sends the community in clear text" in done.stderr
+    assert f"{config}: warning: modules.router_v3: security_level authNoPriv does not encrypt" in done.stderr
+    assert f"{config}: warning: modules.router_v3: auth_protocol MD5 is obsolete" in done.stderr
+    assert "authpass-12345" not in done.stderr + done.stdout
