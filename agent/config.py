@@ -91,6 +91,8 @@ class Check(_Model):
     service: Literal["wan", "dms", "portal", "mail", "onestop", "publicservice", "lgsp", "dns", "host", "other"]
     targets: Annotated[list[Annotated[str, Field(min_length=1, max_length=1024)]], Field(min_length=1)]
     interval: Duration = 60.0
+    auth: Name | None = None
+    """A name from `auths:` (or the built-in public_v2), for kinds that take one (snmp)."""
 
     @model_validator(mode="after")
     def _unique_targets(self) -> Check:
@@ -113,6 +115,25 @@ def module_model() -> Any:
         )
         variants.append(variant)
     return Annotated[_union(variants), Field(discriminator="kind")]
+
+
+def _auths_type() -> Any:
+    """dict[name, <auth union>] for the top-level `auths:`."""
+    return GenericAlias(dict, (Name, _auth_union()))
+
+
+def _auth_union() -> Any:
+    """The union of the kinds' auth models (today snmp's only), for the top-level `auths:`."""
+    models = [spec.auth_model for spec in COLLECTORS.values() if spec.auth_model is not None]
+    return _union(models) if models else dict[str, Any]
+
+
+@cache
+def builtin_auths() -> dict[str, Any]:
+    """Auths usable with no `auths:` entry (public_v2: community public, SNMP v2c, as snmp_exporter ships)."""
+    adapter: TypeAdapter[Any] = TypeAdapter(_auth_union())
+    return {name: adapter.validate_python(body) for spec in COLLECTORS.values()
+            for name, body in spec.builtin_auths.items()}
 
 
 def _settings_default(settings: type[BaseModel]) -> Any:
@@ -150,6 +171,7 @@ def config_model() -> type[BaseModel]:
         agent=(AgentSection, Field(default_factory=AgentSection)),
         modules=(_modules_type(Name), Field(default_factory=dict)),
         checks=(list[Check], Field(default_factory=list)),
+        auths=(_auths_type(), Field(default_factory=dict)),
         remote_write=(list[RemoteWriteConfig], Field(default_factory=list)),
     )
 
@@ -168,6 +190,7 @@ class Config:
         self.checks: list[Check] = model.checks
         self.remote_write: list[Any] = model.remote_write
         self.modules: dict[str, Any] = {**builtin_modules(), **model.modules}
+        self.auths: dict[str, Any] = {**builtin_auths(), **model.auths}
 
     def warnings(self) -> list[str]:
         """Weak but allowed settings of the modules this config defines or its checks use, with their YAML path."""
@@ -186,8 +209,9 @@ class Config:
     def check_fingerprint(self, check: Check) -> str:
         """A digest of everything that decides how a check runs, to find what a reload changed."""
         module = self.modules[check.module]
+        auth = self.auths[check.auth].model_dump(mode="json") if check.auth else None
         payload = json.dumps(
-            [check.model_dump(mode="json"), module.model_dump(mode="json")], sort_keys=True, default=repr
+            [check.model_dump(mode="json"), module.model_dump(mode="json"), auth], sort_keys=True, default=repr
         )
         return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -238,7 +262,8 @@ def parse_config(raw: bytes, source: str) -> Config:
         issues = [_issue(e, root) for e in err.errors()]
         raise ConfigError(source, issues + _cross_checks(_valid_parts(data), root)) from None
     issues = _cross_checks(_Parts(model.office, model.hierarchy, dict(model.modules), set(model.modules),
-                                  list(enumerate(model.checks)), list(enumerate(model.remote_write))), root)
+                                  list(enumerate(model.checks)), list(enumerate(model.remote_write)),
+                                  set(model.auths)), root)
     if issues:
         raise ConfigError(source, issues)
     return Config(model, source, hashlib.sha256(raw).hexdigest())
@@ -262,6 +287,7 @@ class _Parts:
     module_names: set[str]
     checks: list[tuple[int, Check]]
     remote_write: list[tuple[int, Any]]
+    auth_names: set[str]
 
 
 def _valid_parts(data: dict[str, Any]) -> _Parts:
@@ -284,7 +310,9 @@ def _valid_parts(data: dict[str, Any]) -> _Parts:
     raw_remote: list[Any] = data["remote_write"] if isinstance(data.get("remote_write"), list) else []
     remote_adapter = TypeAdapter(RemoteWriteConfig)
     remote = [(i, r) for i, body in enumerate(raw_remote) if (r := valid(remote_adapter, body)) is not None]
-    return _Parts(office, hierarchy, modules, {str(name) for name in raw_modules}, checks, remote)
+    raw_auths: dict[Any, Any] = data["auths"] if isinstance(data.get("auths"), dict) else {}
+    return _Parts(office, hierarchy, modules, {str(name) for name in raw_modules}, checks, remote,
+                  {str(name) for name in raw_auths})
 
 
 def _cross_checks(parts: _Parts, root: yaml.Node | None) -> list[ConfigIssue]:
@@ -315,11 +343,18 @@ def _cross_checks(parts: _Parts, root: yaml.Node | None) -> list[ConfigIssue]:
             issues.append(_at(root, ("checks", index, "name"), message))
         seen.setdefault(check.name, index)
         module = modules.get(check.module)
+        auths = set(builtin_auths()) | parts.auth_names
+        if check.auth is not None and check.auth not in auths:
+            message = f"unknown auth {check.auth!r}; known: {', '.join(sorted(auths))}"
+            issues.append(_at(root, ("checks", index, "auth"), message))
         if module is None:
             if check.module not in known:
                 message = f"unknown module {check.module!r}; known: {', '.join(sorted(known))}"
                 issues.append(_at(root, ("checks", index, "module"), message))
             continue
+        if check.auth is not None and COLLECTORS[module.kind].with_auth is None:
+            message = f"module {check.module!r} is of kind {module.kind}, which takes no auth"
+            issues.append(_at(root, ("checks", index, "auth"), message))
         if module.timeout >= check.interval:
             issues.append(
                 _at(root, ("checks", index, "interval"),

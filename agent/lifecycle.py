@@ -39,6 +39,9 @@ def jobs_from_config(config: Config) -> list[Job]:
         module = config.modules[check.module]
         spec = COLLECTORS[module.kind]
         fingerprint = config.check_fingerprint(check)
+        settings = getattr(module, module.kind)
+        if check.auth is not None and spec.with_auth is not None:
+            settings = spec.with_auth(settings, config.auths[check.auth])
         for target in check.targets:
             jobs.append(
                 Job(
@@ -49,7 +52,7 @@ def jobs_from_config(config: Config) -> list[Job]:
                     interval=check.interval,
                     timeout=module.timeout,
                     spec=spec,
-                    settings=getattr(module, module.kind),
+                    settings=settings,
                     fingerprint=fingerprint,
                 )
             )

@@ -163,6 +163,11 @@ class CollectorSpec(Generic[S]):
     check_target: Callable[[str, S], None] | None = None
     check_module: Callable[[S, float], None] | None = None
     """Raises ValueError when these settings cannot work within the module's timeout (seconds)."""
+    auth_model: type[BaseModel] | None = None
+    """The model of this kind's entries in the config's top-level `auths:` (snmp_exporter's auths)."""
+    with_auth: Callable[[S, Any], S] | None = None
+    """These settings with a named auth from `auths:` applied (a check's `auth:`)."""
+    builtin_auths: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: Callable[[S], list[str]] | None = None
     """What `check-config` warns about in these settings: allowed, but weak (clear-text SNMP, MD5, DES)."""
     """Raises ValueError when a configured target cannot work with these settings."""

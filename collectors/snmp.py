@@ -332,5 +332,8 @@ SPEC = CollectorSpec(
         "system": {"kind": "snmp", "timeout": "10s", "snmp": {"include": ["system"]}},
     },
     check_target=check_snmp_target,
+    auth_model=SnmpAuth,
+    with_auth=lambda settings, auth: settings.model_copy(update={"auth": auth}),
+    builtin_auths={"public_v2": {}},
     warnings=insecure_settings,
 )

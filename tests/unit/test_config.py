@@ -192,3 +192,27 @@ def test_check_config_warns_about_weak_snmp_but_exits_0(tmp_path: Path) -> None:
     assert f"{config}: warning: modules.router_v3: security_level authNoPriv does not encrypt" in done.stderr
     assert f"{config}: warning: modules.router_v3: auth_protocol MD5 is obsolete" in done.stderr
     assert "authpass-12345" not in done.stderr + done.stdout
+
+
+def test_named_auths_reach_the_snmp_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.lifecycle import jobs_from_config
+
+    monkeypatch.setenv("EGOV_TEST_SNMP_AUTH", "authpass-12345")
+    monkeypatch.setenv("EGOV_TEST_SNMP_PRIV", "privpass-12345")
+    config = parse_config(
+        b"office: {org_id: 000.00.20.H49, name: X, level: province}\n"
+        b"auths:\n"
+        b"  office_router: {version: 3, username: mon, security_level: authPriv, auth_protocol: SHA256,\n"
+        b"                  password: {env: EGOV_TEST_SNMP_AUTH}, priv_protocol: AES,\n"
+        b"                  priv_password: {env: EGOV_TEST_SNMP_PRIV}}\n"
+        b"checks:\n"
+        b"  - {name: router, module: if_mib, auth: office_router, service: wan, targets: ['udp://127.0.0.1:1'],\n"
+        b"     interval: 1m}\n"
+        b"  - {name: switch, module: if_mib, service: wan, targets: ['udp://127.0.0.1:2'], interval: 1m}\n",
+        "auths.yaml",
+    )
+    jobs = {job.check: job for job in jobs_from_config(config)}
+    assert jobs["router"].settings.auth.version == 3
+    assert jobs["router"].settings.auth.username == "mon"
+    assert jobs["switch"].settings.auth == config.auths["public_v2"]
+    assert jobs["router"].fingerprint != jobs["switch"].fingerprint
