@@ -5,7 +5,6 @@ Imported only when an http check runs (aiohttp's client is not loaded by an idle
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import os
 import socket
@@ -22,17 +21,16 @@ from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from agent.errors import Outcome, ProbeError
-from collectors import _tls
+from collectors import _resolve, _tls
 
 if TYPE_CHECKING:
     from aiohttp.abc import ResolveResult
     from multidict import CIMultiDictProxy
 
-__all__ = ["URL", "Body", "Client", "Exchange", "HttpFailure", "RoundTrip", "lookup"]
+__all__ = ["URL", "Body", "Client", "Exchange", "HttpFailure", "RoundTrip"]
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _SKIP_AUTO_HEADERS = frozenset({"Accept-Encoding", "Content-Type"})  # Go's client sends neither unless asked
-_FAMILIES = {"ip4": socket.AF_INET, "ip6": socket.AF_INET6}
 
 
 class HttpFailure(ProbeError):
@@ -96,7 +94,7 @@ class Body:
 class Client:
     """One probe's HTTP client: a connection per request (none reused), one cookie jar, the target pre-resolved."""
 
-    def __init__(self, host: str, address: str, preferred: str, fallback: bool) -> None:
+    def __init__(self, host: str, address: str, preferred: _resolve.IpProtocol, fallback: bool) -> None:
         self.trips: list[RoundTrip] = []
         connector = aiohttp.TCPConnector(
             force_close=True, use_dns_cache=False, limit=0, resolver=_Resolver(host, address, preferred, fallback)
@@ -195,20 +193,6 @@ class Exchange:
         self._response.close()
 
 
-async def lookup(host: str, preferred: str, fallback: bool) -> str | None:
-    """The first address of `host` in the preferred family (then the other if `fallback`), or None."""
-    loop = asyncio.get_running_loop()
-    order = [preferred] + ([next(p for p in _FAMILIES if p != preferred)] if fallback else [])
-    for protocol in order:
-        try:
-            infos = await loop.getaddrinfo(host, None, family=_FAMILIES[protocol], type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError):
-            continue
-        for info in infos:
-            return str(info[4][0])
-    return None
-
-
 _DNS_ERROR: Any = getattr(aiohttp, "ClientConnectorDNSError", ())  # aiohttp >= 3.10; before, resolve_failed tells
 _CURRENT: contextvars.ContextVar[RoundTrip | None] = contextvars.ContextVar("egov_http_round_trip", default=None)
 
@@ -216,7 +200,7 @@ _CURRENT: contextvars.ContextVar[RoundTrip | None] = contextvars.ContextVar("ego
 class _Resolver(AbstractResolver):
     """The target's host maps to the address the probe resolved; other hosts (redirects, steps) resolve here."""
 
-    def __init__(self, host: str, address: str, preferred: str, fallback: bool) -> None:
+    def __init__(self, host: str, address: str, preferred: _resolve.IpProtocol, fallback: bool) -> None:
         self._host = host.lower()
         self._address = address
         self._preferred = preferred
@@ -230,7 +214,7 @@ class _Resolver(AbstractResolver):
         if host.lower() != self._host:
             trip = _CURRENT.get()
             started = time.perf_counter()
-            address = await lookup(host, self._preferred, self._fallback)
+            address = await _resolve.lookup(host, self._preferred, self._fallback)
             if trip is not None:
                 trip.resolve += time.perf_counter() - started
                 trip.resolve_failed = address is None

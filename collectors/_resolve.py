@@ -30,11 +30,7 @@ async def resolve(ctx: ProbeContext, host: str, preferred: IpProtocol = "ip6", f
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
-    address = _ip_literal(host)
-    if address is None:
-        address = await _lookup(host, preferred)
-        if address is None and fallback:
-            address = await _lookup(host, "ip4" if preferred == "ip6" else "ip6")
+    address = await lookup(host, preferred, fallback)
     ctx.sink.add("probe_dns_lookup_time_seconds", loop.time() - started)
     if address is None:
         # blackbox_exporter reports both as 0 when the name does not resolve.
@@ -46,6 +42,16 @@ async def resolve(ctx: ProbeContext, host: str, preferred: IpProtocol = "ip6", f
     ctx.sink.add("probe_ip_protocol", 6 if ":" in address else 4)
     ctx.sink.add("probe_ip_addr_hash", fnv32a(ipaddress.ip_address(address).packed))
     ctx.log("resolved %s to %s", host, address)
+    return address
+
+
+async def lookup(host: str, preferred: IpProtocol = "ip6", fallback: bool = True) -> str | None:
+    """The first address of `host` in the preferred family (then the other if `fallback`), or None; no metrics."""
+    address = _ip_literal(host)
+    if address is None:
+        address = await _lookup(host, preferred)
+        if address is None and fallback:
+            address = await _lookup(host, "ip4" if preferred == "ip6" else "ip6")
     return address
 
 
