@@ -1,9 +1,10 @@
-"""The `egov-agent` command line: run, check-config, probe and schema."""
+"""The `egov-agent` command line: run, check-config, probe, schema, and the commands of EXTENSIONS."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import logging
 import sys
@@ -19,6 +20,12 @@ from agent.errors import ConfigError, StartupError
 from agent.logs import LEVELS, setup_logging
 
 DEFAULT_CONFIG = "config/agent.yaml"
+EXTENSIONS: dict[str, str] = {
+    "inventory": "agent.inventory",
+    "kpi-report": "exporters.kpi_report.cli",
+    "sign": "agent.signing",
+}
+"""Subcommands kept in their own modules: each has HELP, add_arguments(parser) and run(args) -> exit code."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,7 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    handler = {"run": _run, "check-config": _check_config, "probe": _probe, "schema": _schema}[args.command]
+    handlers = {"run": _run, "check-config": _check_config, "probe": _probe, "schema": _schema}
+    handler = handlers.get(args.command) or importlib.import_module(EXTENSIONS[args.command]).run
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -57,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     _log_flags(probe)
 
     sub.add_parser("schema", help="print the config file's JSON Schema")
+    for name, module_name in EXTENSIONS.items():
+        module = importlib.import_module(module_name)
+        module.add_arguments(sub.add_parser(name, help=module.HELP, description=module.HELP))
     return parser
 
 

@@ -327,13 +327,17 @@ def _cross_checks(parts: _Parts, root: yaml.Node | None) -> list[ConfigIssue]:
         )
     elif office.level != hierarchy.levels[0] and not office.parent_id:
         issues.append(_at(root, ("office",), f"an office at level {office.level!r} needs a parent_id"))
+    declared: dict[str, tuple[str, Any]] = {}
     for name, module in parts.modules.items():
-        check_module = COLLECTORS[module.kind].check_module
-        if check_module is not None:
+        spec = COLLECTORS[module.kind]
+        settings = getattr(module, module.kind)
+        if spec.check_module is not None:
             try:
-                check_module(getattr(module, module.kind), module.timeout)
+                spec.check_module(settings, module.timeout)
             except ValueError as err:
                 issues.append(_at(root, ("modules", name), str(err)))
+        if spec.settings_metrics is not None:
+            issues += _settings_metric_issues(root, name, spec, settings, declared)
     modules = {**builtin_modules(), **parts.modules}
     known = set(modules) | parts.module_names
     seen: dict[str, int] = {}
@@ -376,6 +380,23 @@ def _cross_checks(parts: _Parts, root: yaml.Node | None) -> list[ConfigIssue]:
                               f"destination {name!r} is already remote_write[{destinations[name]}]; give each "
                               "destination a unique name (it names the queue directory)"))
         destinations.setdefault(name, index)
+    return issues
+
+
+def _settings_metric_issues(
+    root: yaml.Node | None, name: str, spec: Any, settings: Any, declared: dict[str, tuple[str, Any]]
+) -> list[ConfigIssue]:
+    """Metrics a module names itself must not clash within it, nor with another module's of the same name."""
+    try:
+        catalog = spec.catalog_for(settings)
+    except ValueError as err:
+        return [_at(root, ("modules", name), str(err))]
+    issues = []
+    for metric in spec.settings_metrics(settings):
+        first = declared.setdefault(metric.name, (name, catalog[metric.name]))
+        if first[1] != catalog[metric.name]:
+            issues.append(_at(root, ("modules", name), f"metric {metric.name!r} is also declared by module "
+                              f"{first[0]!r} with a different type, help or labels"))
     return issues
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.errors import Outcome, ProbeError
-from collectors.base import CollectorSpec, LogLine, MetricSink, ProbeContext, Sample
+from collectors.base import CollectorSpec, LogLine, MetricSink, MetricSpec, ProbeContext, Sample
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,12 @@ class Job:
     spec: CollectorSpec[Any]
     settings: Any
     fingerprint: str = ""
+    catalog: dict[str, MetricSpec] = field(default_factory=dict, compare=False)
+    """The metrics this job may emit; filled from spec and settings when left empty."""
+
+    def __post_init__(self) -> None:
+        if not self.catalog:
+            object.__setattr__(self, "catalog", self.spec.catalog_for(self.settings))
 
     @property
     def key(self) -> tuple[str, str]:
@@ -75,7 +81,7 @@ async def run_job(job: Job, crashed: set[tuple[str, str, str]] | None = None) ->
     """Run a job once with its deadline; the result's outcome says why it ended."""
     loop = asyncio.get_running_loop()
     started = loop.time()
-    ctx = ProbeContext(job.check, job.module, job.target, started + job.timeout, MetricSink(job.spec.catalog))
+    ctx = ProbeContext(job.check, job.module, job.target, started + job.timeout, MetricSink(job.catalog))
     try:
         async with asyncio.timeout_at(ctx.deadline):
             success = await job.spec.probe(ctx, job.settings)

@@ -170,12 +170,23 @@ class CollectorSpec(Generic[S]):
     builtin_auths: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: Callable[[S], list[str]] | None = None
     """What `check-config` warns about in these settings: allowed, but weak (clear-text SNMP, MD5, DES)."""
-    """Raises ValueError when a configured target cannot work with these settings."""
+    settings_metrics: Callable[[S], Sequence[MetricSpec]] | None = None
+    """Metrics named by the settings themselves (sql queries, register columns, user SNMP OIDs), beside `metrics`."""
 
     @cached_property
     def catalog(self) -> dict[str, MetricSpec]:
         """The metrics by name, as the sink and the renderer look them up."""
         return {m.name: m for m in self.metrics}
+
+    def catalog_for(self, settings: S) -> dict[str, MetricSpec]:
+        """The metrics a run with these settings may emit: the kind's own plus those its settings name."""
+        if self.settings_metrics is None:
+            return self.catalog
+        catalog = dict(self.catalog)
+        for spec in self.settings_metrics(settings):
+            if catalog.setdefault(spec.name, spec) != spec:
+                raise ValueError(f"metric {spec.name!r} is declared twice with different type, help or labels")
+        return catalog
 
 
 def _format_le(bound: float) -> str:

@@ -61,7 +61,7 @@ class Exposition:
                                                         f"{status.state_changes}\n"]
             chunks["egov_probe_last_change_timestamp_seconds"] = [
                 f"egov_probe_last_change_timestamp_seconds{{{base}}} {format_value(status.last_change_at)}\n"]
-        catalog = job.spec.catalog
+        catalog = job.catalog
         for sample in result.samples:
             family = sample.name
             if family not in catalog:  # a histogram's NAME_bucket, NAME_sum or NAME_count

@@ -1,0 +1,1 @@
+"""The monthly modernization KPI report: queries the central store and writes xlsx, csv, html and json (issue 9)."""
