@@ -54,6 +54,7 @@ def jobs_from_config(config: Config) -> list[Job]:
                     spec=spec,
                     settings=settings,
                     fingerprint=fingerprint,
+                    state_dir=config.agent.state_dir,
                 )
             )
     return jobs

@@ -26,6 +26,7 @@ async def probe_once(config: Config | None, module_name: str, module: Any, targe
         timeout=module.timeout,
         spec=spec,
         settings=settings,
+        state_dir=config.agent.state_dir if config is not None else "",
     )
     result = await run_job(job)
     exposition = Exposition(office_labels(config) if config is not None else {})

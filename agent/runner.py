@@ -27,6 +27,8 @@ class Job:
     spec: CollectorSpec[Any]
     settings: Any
     fingerprint: str = ""
+    state_dir: str = ""
+    """The agent's state directory, for collectors that keep state across runs and restarts ("" = none)."""
     catalog: dict[str, MetricSpec] = field(default_factory=dict, compare=False)
     """The metrics this job may emit; filled from spec and settings when left empty."""
 
@@ -81,7 +83,8 @@ async def run_job(job: Job, crashed: set[tuple[str, str, str]] | None = None) ->
     """Run a job once with its deadline; the result's outcome says why it ended."""
     loop = asyncio.get_running_loop()
     started = loop.time()
-    ctx = ProbeContext(job.check, job.module, job.target, started + job.timeout, MetricSink(job.catalog))
+    ctx = ProbeContext(job.check, job.module, job.target, started + job.timeout, MetricSink(job.catalog),
+                       state_dir=job.state_dir)
     try:
         async with asyncio.timeout_at(ctx.deadline):
             success = await job.spec.probe(ctx, job.settings)

@@ -117,6 +117,8 @@ class ProbeContext:
     error: str = ""
     lines: list[LogLine] = field(default_factory=list)
     partial_errors: dict[str, int] = field(default_factory=dict)
+    state_dir: str = ""
+    """The agent's state directory ("" when there is none, as for `egov-agent probe` without a config)."""
 
     def remaining(self) -> float:
         """Seconds left before the run's deadline (never negative)."""
