@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from agent import __version__
-from agent.config import Config, builtin_modules, config_schema, load_config
+from agent.config import Config, builtin_auths, builtin_modules, config_schema, load_config
 from agent.errors import ConfigError, StartupError
 from agent.logs import LEVELS, setup_logging
 
@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     probe = sub.add_parser("probe", help="run one module against one target and print the metrics")
     probe.add_argument("--config", help="config file with the module (built-in modules need none)")
     probe.add_argument("--module", required=True, help="module name")
+    probe.add_argument("--auth", help="a name from the config's auths: (or public_v2), as a check's auth:")
     probe.add_argument("--debug", action="store_true", help="print the run's log and the module on stderr")
     probe.add_argument("target")
     _log_flags(probe)
@@ -132,8 +133,13 @@ def _probe(args: argparse.Namespace) -> int:
     if module is None:
         print(f"egov-agent: unknown module {args.module!r}; known: {', '.join(sorted(modules))}", file=sys.stderr)
         return 2
+    auths = config.auths if config is not None else builtin_auths()
+    if args.auth is not None and args.auth not in auths:
+        print(f"egov-agent: unknown auth {args.auth!r}; known: {', '.join(sorted(auths))}", file=sys.stderr)
+        return 2
+    auth = auths[args.auth] if args.auth is not None else None
     try:
-        text, result = asyncio.run(probe_once(config, args.module, module, args.target))
+        text, result = asyncio.run(probe_once(config, args.module, module, args.target, auth))
     except ValueError as err:
         print(f"egov-agent: {err}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Hashable
 from dataclasses import dataclass
 from functools import cache
@@ -106,13 +107,17 @@ def module_model() -> Any:
     """The discriminated union of every kind's module model, built from the collector registry."""
     variants = []
     for kind, spec in COLLECTORS.items():
-        variant = create_model(
-            f"{kind.capitalize()}Module",
-            __base__=_Model,
-            kind=(Literal[kind], ...),
-            timeout=(Duration, 10.0),
-            **{kind: (spec.settings, _settings_default(spec.settings))},  # type: ignore[call-overload]
-        )
+        with warnings.catch_warnings():
+            # A kind named like a class attribute (register: ABCMeta.register) still works as a field: the
+            # instance's value wins over the class's method.
+            warnings.filterwarnings("ignore", message="Field name .* shadows an attribute", category=UserWarning)
+            variant = create_model(
+                f"{kind.capitalize()}Module",
+                __base__=_Model,
+                kind=(Literal[kind], ...),
+                timeout=(Duration, 10.0),
+                **{kind: (spec.settings, _settings_default(spec.settings))},  # type: ignore[call-overload]
+            )
         variants.append(variant)
     return Annotated[_union(variants), Field(discriminator="kind")]
 
@@ -386,7 +391,7 @@ def _cross_checks(parts: _Parts, root: yaml.Node | None) -> list[ConfigIssue]:
 def _settings_metric_issues(
     root: yaml.Node | None, name: str, spec: Any, settings: Any, declared: dict[str, tuple[str, Any]]
 ) -> list[ConfigIssue]:
-    """Metrics a module names itself must not clash within it, nor with another module's of the same name."""
+    """Metrics a module names itself must not clash within it, nor in type with another module's of the same name."""
     try:
         catalog = spec.catalog_for(settings)
     except ValueError as err:
@@ -394,9 +399,9 @@ def _settings_metric_issues(
     issues = []
     for metric in spec.settings_metrics(settings):
         first = declared.setdefault(metric.name, (name, catalog[metric.name]))
-        if first[1] != catalog[metric.name]:
+        if first[1].type != catalog[metric.name].type:
             issues.append(_at(root, ("modules", name), f"metric {metric.name!r} is also declared by module "
-                              f"{first[0]!r} with a different type, help or labels"))
+                              f"{first[0]!r}, as a {first[1].type}"))
     return issues
 
 

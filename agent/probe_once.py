@@ -11,10 +11,18 @@ from collectors import COLLECTORS
 from exporters.exposition import Exposition
 
 
-async def probe_once(config: Config | None, module_name: str, module: Any, target: str) -> tuple[str, ProbeResult]:
-    """Run the module once; returns the exposition text and the result. ValueError for a target it cannot take."""
+async def probe_once(config: Config | None, module_name: str, module: Any, target: str,
+                     auth: Any = None) -> tuple[str, ProbeResult]:
+    """Run the module once (with a named auth applied, if given); returns the exposition text and the result.
+
+    ValueError for a target or an auth the module cannot take.
+    """
     spec = COLLECTORS[module.kind]
     settings = getattr(module, module.kind)
+    if auth is not None:
+        if spec.with_auth is None:
+            raise ValueError(f"module {module_name!r} is of kind {module.kind}, which takes no auth")
+        settings = spec.with_auth(settings, auth)
     if spec.check_target is not None:
         spec.check_target(target, settings)
     job = Job(

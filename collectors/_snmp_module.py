@@ -135,18 +135,30 @@ class Plan:
     metrics: dict[Oid, _Metric]
     lengths: tuple[int, ...]
     specs: list[MetricSpec] = field(default_factory=list)
+    lookup_only: frozenset[Oid] = frozenset()
+    """Walked roots that hold no metric, only the label columns of lookups: these may be cached between runs."""
 
 
 def compile_plan(get: Iterable[str], walk: Iterable[str], metrics: Iterable[MetricDef]) -> Plan:
     """Compile a module; later metric definitions for the same OID win, as in snmp_exporter's metric tree."""
     compiled = {parse_oid(m.oid): _compile(m) for m in metrics}
+    roots = list(dict.fromkeys(parse_oid(oid) for oid in walk))
+    lookups = {parse_oid(lookup.oid) for m in metrics for lookup in m.lookups if lookup.oid is not None}
     return Plan(
         get=list(dict.fromkeys(parse_oid(oid) for oid in get)),
-        walk=list(dict.fromkeys(parse_oid(oid) for oid in walk)),
+        walk=roots,
         metrics=compiled,
         lengths=tuple(sorted({len(oid) for oid in compiled})),
         specs=[m.spec for m in compiled.values()],
+        lookup_only=frozenset(root for root in roots
+                              if not any(_related(root, oid) for oid in compiled)
+                              and any(_related(root, oid) for oid in lookups)),
     )
+
+
+def _related(root: Oid, oid: Oid) -> bool:
+    """Whether one OID lies within the other's subtree."""
+    return oid[:len(root)] == root or root[:len(oid)] == oid
 
 
 Rows = dict[Oid, tuple[str, ...]]
@@ -262,9 +274,8 @@ class _Metric:
         self.combined_prev = (*oid[:-1], oid[-1] - 1) if definition.type in _COMBINED and oid[-1] > 0 else ()
         help_text = definition.help or f"{definition.name} - {definition.oid}"
         suffix = {_KIND_INFO: " (EnumAsInfo)", _KIND_STATESET: " (EnumAsStateSet)", _KIND_BITS: " (Bits)"}
-        # Counters are declared as gauges until the agent allows counters without _total (snmp_exporter's names).
-        metric_type: Literal["gauge", "counter"] = (
-            "counter" if definition.type == "counter" and self.name.endswith("_total") else "gauge")
+        # snmp_exporter's types: MIB names such as ifHCInOctets are counters without the _total suffix.
+        metric_type: Literal["gauge", "counter"] = "counter" if definition.type == "counter" else "gauge"
         labels_out = (*self.base_labels, self.own_label) if self.own_label else self.base_labels
         self.spec = MetricSpec(self.name, metric_type, help_text + suffix.get(kind, ""), labels_out)
 

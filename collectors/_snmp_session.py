@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import weakref
 from collections import OrderedDict, deque
 from typing import Any, Literal
 
@@ -51,6 +52,8 @@ _REPORT_ADVICE = {
 _AUTHORIZATION_ERROR = 16
 _ENGINES: OrderedDict[tuple[str, int], EngineState] = OrderedDict()
 _MAX_ENGINES = 4096
+# Weak values: a device's lock lives only while a session to it does (asyncio.Lock binds to its event loop).
+_DEVICE_LOCKS: weakref.WeakValueDictionary[tuple[str, int], asyncio.Lock] = weakref.WeakValueDictionary()
 
 
 class AuthFailed(ProbeError):
@@ -61,6 +64,10 @@ class AuthFailed(ProbeError):
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(f"{message} [{reason}]")
         self.reason = reason
+
+
+class RowCapExceeded(ProtocolError):
+    """The run collected more varbinds than max_rows."""
 
 
 class RowLimit:
@@ -74,7 +81,7 @@ class RowLimit:
         """Account for `count` more varbinds; ProtocolError once the cap is passed."""
         self.left -= count
         if self.left < 0:
-            raise ProtocolError(f"more than max_rows={self.max_rows} varbinds in one run; walk stopped")
+            raise RowCapExceeded(f"more than max_rows={self.max_rows} varbinds in one run; walk stopped")
 
 
 class Session:
@@ -98,6 +105,7 @@ class Session:
         self._rejection = ""
         self._heard = False
         self.engine = _engine(host, port) if version == 3 else EngineState()
+        self._device_lock = _device_lock(host, port)
 
     async def __aenter__(self) -> Session:
         loop = asyncio.get_running_loop()
@@ -170,6 +178,19 @@ class Session:
                      message.time)
 
     async def _exchange(self, packet: bytes, match_id: int) -> tuple[Pdu, V3Message | None]:
+        """One request with its retries, while no other check of this agent has a request at the same device."""
+        try:
+            async with asyncio.timeout_at(self.ctx.step_deadline()):
+                await self._device_lock.acquire()
+        except TimeoutError:
+            raise ProbeTimeout(f"the run's deadline passed while another check had a request at {self._where}"
+                               ) from None
+        try:
+            return await self._exchange_alone(packet, match_id)
+        finally:
+            self._device_lock.release()
+
+    async def _exchange_alone(self, packet: bytes, match_id: int) -> tuple[Pdu, V3Message | None]:
         assert self._transport is not None
         loop = asyncio.get_running_loop()
         for attempt in range(self.retries + 1):
@@ -300,6 +321,14 @@ def _check_status(pdu: Pdu, oids: list[Oid]) -> None:
             raise AuthFailed(f"device refused access: {name}{where} (the user's security level or view does not "
                              "allow it)", "authorization_error")
         raise ProtocolError(f"device returned error-status {name} ({pdu.error_status}){where}")
+
+
+def _device_lock(host: str, port: int) -> asyncio.Lock:
+    """The lock that keeps this agent to one request in flight per device, shared by the checks polling it."""
+    lock = _DEVICE_LOCKS.get((host, port))
+    if lock is None:
+        lock = _DEVICE_LOCKS[(host, port)] = asyncio.Lock()
+    return lock
 
 
 def _engine(host: str, port: int) -> EngineState:

@@ -173,7 +173,8 @@ class CollectorSpec(Generic[S]):
     warnings: Callable[[S], list[str]] | None = None
     """What `check-config` warns about in these settings: allowed, but weak (clear-text SNMP, MD5, DES)."""
     settings_metrics: Callable[[S], Sequence[MetricSpec]] | None = None
-    """Metrics named by the settings themselves (sql queries, register columns, user SNMP OIDs), beside `metrics`."""
+    """Metrics named by the settings themselves (sql queries, register columns, user SNMP OIDs), beside `metrics`;
+    one with a name of `metrics` replaces it for these settings (other labels or help, never another type)."""
 
     @cached_property
     def catalog(self) -> dict[str, MetricSpec]:
@@ -185,9 +186,15 @@ class CollectorSpec(Generic[S]):
         if self.settings_metrics is None:
             return self.catalog
         catalog = dict(self.catalog)
+        named: set[str] = set()
         for spec in self.settings_metrics(settings):
-            if catalog.setdefault(spec.name, spec) != spec:
+            known = catalog.get(spec.name)
+            if spec.name in named and known != spec:
                 raise ValueError(f"metric {spec.name!r} is declared twice with different type, help or labels")
+            if known is not None and known.type != spec.type:
+                raise ValueError(f"metric {spec.name!r} is a {known.type} here; it cannot be a {spec.type}")
+            catalog[spec.name] = spec
+            named.add(spec.name)
         return catalog
 
 

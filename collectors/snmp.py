@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
@@ -17,19 +18,25 @@ from pydantic import (
     model_validator,
 )
 
-from agent.errors import ProbeError
+from agent.errors import ProbeError, ProtocolError
 from collectors import _resolve
 from collectors import _snmp_link as _link
-from collectors._snmp_ber import VarBind, format_oid
-from collectors._snmp_catalogue import MODULES as CATALOGUE
+from collectors._snmp_ber import Oid, VarBind, format_oid
+from collectors._snmp_catalogue import MODULES as _NETWORK_MODULES
+from collectors._snmp_catalogue_devices import MODULES as _DEVICE_MODULES
 from collectors._snmp_module import MetricDef, OidText, Plan, compile_plan, render
-from collectors._snmp_session import RowLimit, Session, get, walk
+from collectors._snmp_session import AuthFailed, RowCapExceeded, RowLimit, Session, get, walk
 from collectors._snmp_usm import AuthProtocol, PrivProtocol, SecurityLevel, Usm, have_cryptography
 from collectors.base import CollectorSpec, MetricSpec, ProbeContext, Settings
 
 if TYPE_CHECKING:
     from agent.config import Secret as SecretField
 
+SUBTREE_METRICS = (
+    MetricSpec("egov_snmp_subtree_success", "gauge",
+               "Whether the get or the walk of this subtree succeeded; the others are reported when one fails.",
+               ("subtree",)),
+)
 SCRAPE_METRICS = (
     MetricSpec("snmp_scrape_walk_duration_seconds", "gauge", "Time SNMP walk/bulkwalk took."),
     MetricSpec("snmp_scrape_packets_sent", "gauge", "Packets sent for get, bulkget, and walk; including retries."),
@@ -39,6 +46,10 @@ SCRAPE_METRICS = (
 )
 DEFAULT_PORT = 161
 _RELEASE_SLICE = 1024
+_MAX_CACHED_LOOKUPS = 4096
+_LOOKUP_CACHE: OrderedDict[tuple[str, str, Oid | None], tuple[int, list[VarBind]]] = OrderedDict()
+"""(check, target, root) -> (runs it may still serve, varbinds): lookup-only walks, least recently used first."""
+_OWN_PREFIXES = ("snmp_", "egov_", "probe_")
 
 
 if not TYPE_CHECKING:
@@ -173,6 +184,8 @@ class SnmpSettings(_Deferred):
     timeout: RequestTimeout = Field(default=5.0, json_schema_extra={"default": "5s"})
     allow_nonincreasing_oids: bool = False
     max_rows: Annotated[int, Field(ge=1, le=10_000_000)] = 100_000
+    lookup_cache_runs: Annotated[int, Field(ge=1, le=1000)] = 1
+    """Walk the roots that hold only lookup columns (ifName, ifAlias, ...) every this many runs; 1 = every run."""
     link_health: bool = True
     """Utilization and state changes per interface, when the module walks if_mib's ifTable with its lookups."""
     _plan: Plan | None = PrivateAttr(default=None)
@@ -191,12 +204,11 @@ class SnmpSettings(_Deferred):
             raise ValueError("the module neither walks nor gets anything")
         for spec in plan.specs:
             known = CATALOGUE_SPECS.get(spec.name)
-            if known is None:
-                raise ValueError(f"metric {spec.name!r} is not in the SNMP catalogue; until user-defined metric "
-                                 "names are supported, use the names of the built-in modules")
-            if known.labels != spec.labels:
-                raise ValueError(f"metric {spec.name!r} must have labels {list(known.labels)} (as in the "
-                                 f"catalogue), not {list(spec.labels)}")
+            if known is not None and known.type != spec.type:
+                raise ValueError(f"metric {spec.name!r} is a catalogue {known.type}; it cannot be a {spec.type}")
+            if spec.name.startswith(_OWN_PREFIXES):
+                raise ValueError(f"metric {spec.name!r}: names starting with {' or '.join(_OWN_PREFIXES)} are the "
+                                 "agent's own")
         return self
 
     def plan(self) -> Plan:
@@ -219,18 +231,46 @@ async def probe_snmp(ctx: ProbeContext, settings: SnmpSettings) -> bool:
                       settings.retries)
     rows = RowLimit(settings.max_rows)
     varbinds: list[VarBind] = []
+    failed: list[tuple[str, ProbeError]] = []
+    parts: list[tuple[str, Oid | None]] = [("get", None)] if plan.get else []
+    parts += [(format_oid(root), root) for root in plan.walk]
     try:
         async with session:
-            if plan.get:
-                varbinds += await get(session, plan.get, settings.max_repetitions, rows)
-            for root in plan.walk:
-                found = await walk(session, root, settings.max_repetitions, rows, settings.allow_nonincreasing_oids)
-                ctx.log("walked %s: %d varbinds", format_oid(root), len(found))
+            for name, root in parts:
+                cache_key = (ctx.check, ctx.target, root)
+                cached = _LOOKUP_CACHE.get(cache_key) if root in plan.lookup_only else None
+                if cached is not None and cached[0] > 0:
+                    _LOOKUP_CACHE[cache_key] = (cached[0] - 1, cached[1])
+                    _LOOKUP_CACHE.move_to_end(cache_key)
+                    rows.take(len(cached[1]))
+                    ctx.log("%s: %d varbinds from the lookup cache", name, len(cached[1]))
+                    varbinds += cached[1]
+                    continue
+                try:
+                    if root is None:
+                        found = await get(session, plan.get, settings.max_repetitions, rows)
+                    else:
+                        found = await walk(session, root, settings.max_repetitions, rows,
+                                           settings.allow_nonincreasing_oids)
+                        if root in plan.lookup_only and settings.lookup_cache_runs > 1:
+                            _remember_lookups(cache_key, settings.lookup_cache_runs - 1, found)
+                except ProbeError as err:
+                    if not _subtree_only(err):
+                        raise
+                    failed.append((name, err))
+                    ctx.count_partial_error("subtree")
+                    ctx.log("%s failed, the other subtrees are still reported: %s", name, err, level="warning")
+                    continue
+                ctx.log("%s: %d varbinds", name, len(found))
                 varbinds += found
     except ProbeError as err:
         _scrape_metrics(ctx, session, len(varbinds), loop.time() - started)
         return ctx.fail(err.outcome, "%s", err)
     _scrape_metrics(ctx, session, len(varbinds), loop.time() - started)
+    for name, _ in parts:
+        ctx.sink.add("egov_snmp_subtree_success", 0 if any(name == bad for bad, _ in failed) else 1, name)
+    if len(failed) == len(parts):
+        return ctx.fail(failed[0][1].outcome, "every subtree failed; first %s: %s", failed[0][0], failed[0][1])
     pdus, label_rows = await render(plan, varbinds, ctx.sink)
     if settings.link_health and _link.applies(plan):
         await _link.record((ctx.check, ctx.target), plan, pdus, label_rows, ctx.sink)
@@ -241,6 +281,20 @@ async def probe_snmp(ctx: ProbeContext, settings: SnmpSettings) -> bool:
     label_rows.clear()
     await _release(varbinds)
     return True
+
+
+def _remember_lookups(key: tuple[str, str, Oid | None], runs: int, found: list[VarBind]) -> None:
+    _LOOKUP_CACHE[key] = (runs, found)
+    _LOOKUP_CACHE.move_to_end(key)
+    while len(_LOOKUP_CACHE) > _MAX_CACHED_LOOKUPS:
+        _LOOKUP_CACHE.popitem(last=False)
+
+
+def _subtree_only(err: ProbeError) -> bool:
+    """An error that spoils one subtree (an error-status, a view that hides it), not the device or the run."""
+    if isinstance(err, AuthFailed):
+        return err.reason == "authorization_error"
+    return isinstance(err, ProtocolError) and not isinstance(err, RowCapExceeded)
 
 
 def split_target(target: str) -> tuple[str, int]:
@@ -266,6 +320,11 @@ def split_target(target: str) -> tuple[str, int]:
     if port_text and not (port_text.isdigit() and 0 < int(port_text) < 65536):
         raise ValueError(f"target {target!r} has an invalid port")
     return host, int(port_text) if port_text else DEFAULT_PORT
+
+
+def module_metrics(settings: SnmpSettings) -> list[MetricSpec]:
+    """The metrics a user module names beyond the catalogue's (CollectorSpec.settings_metrics)."""
+    return [spec for spec in settings.plan().specs if CATALOGUE_SPECS.get(spec.name) != spec]
 
 
 def check_snmp_target(target: str, settings: SnmpSettings) -> None:
@@ -318,22 +377,21 @@ def _reveal(value: Any) -> str:
 
 
 _CATALOGUE_METRICS: dict[tuple[str, int], MetricDef] = {}
+CATALOGUE: dict[str, dict[str, Any]] = {**_NETWORK_MODULES, **_DEVICE_MODULES}
 CATALOGUE_SPECS = _catalogue_specs()
 
-METRICS = (*SCRAPE_METRICS, *_resolve.METRICS, *_link.METRICS, *CATALOGUE_SPECS.values())
+METRICS = (*SCRAPE_METRICS, *SUBTREE_METRICS, *_resolve.METRICS, *_link.METRICS, *CATALOGUE_SPECS.values())
 
 SPEC = CollectorSpec(
     kind="snmp",
     settings=SnmpSettings,
     probe=probe_snmp,
     metrics=METRICS,
-    builtin_modules={
-        "if_mib": {"kind": "snmp", "timeout": "10s", "snmp": {"include": ["if_mib"]}},
-        "system": {"kind": "snmp", "timeout": "10s", "snmp": {"include": ["system"]}},
-    },
+    builtin_modules={name: {"kind": "snmp", "timeout": "10s", "snmp": {"include": [name]}} for name in CATALOGUE},
     check_target=check_snmp_target,
     auth_model=SnmpAuth,
     with_auth=lambda settings, auth: settings.model_copy(update={"auth": auth}),
     builtin_auths={"public_v2": {}},
     warnings=insecure_settings,
+    settings_metrics=module_metrics,
 )

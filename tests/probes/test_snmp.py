@@ -197,10 +197,10 @@ def test_inline_passwords_are_refused() -> None:
         pytest.param({"include": [], "walk": ["1.3.6.1"]}, "no metrics", id="nothing to export"),
         pytest.param({"include": [], "metrics": [{"name": "ifMtu", "oid": "1.3.6.1.2.1.2.2.1.4", "type": "gauge"}]},
                      "neither walks nor gets", id="nothing to walk"),
-        pytest.param({"walk": ["1.3.6.1"], "metrics": [{"name": "myThing", "oid": "1.3.6.1.4.1.9", "type": "gauge"}]},
-                     "not in the SNMP catalogue", id="unknown metric name"),
-        pytest.param({"walk": ["1.3.6.1"], "metrics": [{"name": "ifMtu", "oid": "1.3.6.1.2.1.2.2.1.4",
-                                                       "type": "gauge"}]}, "must have labels", id="other labels"),
+        pytest.param({"walk": ["1.3.6.1"], "metrics": [{"name": "ifMtu", "oid": "1.3.6.1.4.1.9", "type": "counter"}]},
+                     "is a catalogue gauge; it cannot be a counter", id="catalogue name redefined"),
+        pytest.param({"walk": ["1.3.6.1"], "metrics": [{"name": "egov_x", "oid": "1.3.6.1.4.1.9", "type": "gauge"}]},
+                     "are the agent's own", id="agent's own prefix"),
         pytest.param({"walk": ["1.3.6.1"], "metrics": [{
             "name": "ifMtu", "oid": "1.3.6.1.2.1.2.2.1.4", "type": "gauge",
             "indexes": [{"labelname": "target", "type": "gauge"}]}]}, "added by the agent", id="reserved label"),
@@ -411,17 +411,21 @@ async def test_lost_requests_are_retried_and_counted() -> None:
 
 
 @pytest.mark.parametrize(
-    ("misbehaviour", "message"),
+    ("misbehaviour", "message", "partial"),
     [
-        pytest.param("same_oid", "not increasing", id="the same OID forever"),
-        pytest.param("backwards", "not increasing", id="OIDs going backwards"),
-        pytest.param("endless", "max_rows=5000", id="an endless table"),
-        pytest.param("error_status", "genErr", id="an error status"),
+        pytest.param("same_oid", "not increasing", True, id="the same OID forever"),
+        pytest.param("backwards", "not increasing", True, id="OIDs going backwards"),
+        pytest.param("endless", "max_rows=5000", False, id="an endless table"),
+        pytest.param("error_status", "genErr", False, id="an error status"),
     ],
 )
-async def test_misbehaving_walks_stop_with_protocol_error(misbehaviour: str, message: str) -> None:
+async def test_misbehaving_walks_stop_with_protocol_error(misbehaviour: str, message: str, partial: bool) -> None:
+    """Only ifXTable misbehaves: alone, it fails as a subtree and the rest is reported; the row cap ends the run,
+    and an error status on every walk fails them all."""
     def rows(request: Any) -> list[bytes]:
         start = request.oids[0]
+        if misbehaviour == "error_status":
+            return [response(request, [], error_status=5)]
         if request.pdu_type == "getRequest":
             return [response(request, [(oid, _octets("x")) for oid in request.oids])]
         if misbehaviour == "same_oid":
@@ -439,9 +443,18 @@ async def test_misbehaving_walks_stop_with_protocol_error(misbehaviour: str, mes
         result = await probe(if_mib(max_rows=5000), agent.target, module_timeout=10)
     finally:
         agent.close()
-    assert result.outcome is Outcome.PROTOCOL_ERROR, result.error
-    assert message in result.error
     assert len(agent.requests) < 300
+    if not partial:
+        assert result.outcome is Outcome.PROTOCOL_ERROR, result.error
+        assert message in result.error
+        return
+    assert result.success, result.error
+    assert result.partial_errors == {"subtree": 1}
+    got = samples_of(result.samples)
+    assert got['egov_snmp_subtree_success{subtree="1.3.6.1.2.1.31.1.1"}'] == 0
+    assert got['egov_snmp_subtree_success{subtree="1.3.6.1.2.1.2"}'] == 1
+    assert got['egov_snmp_subtree_success{subtree="get"}'] == 1
+    assert any(message in line.message and line.level == "warning" for line in result.lines)
 
 
 async def test_nonincreasing_oids_allowed_still_end_at_the_row_cap() -> None:
