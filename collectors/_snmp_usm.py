@@ -297,9 +297,11 @@ def priv_key_for(protocol: str, password: bytes, hash_name: str, engine_id: byte
 
 def have_cryptography() -> bool:
     """Whether the `cryptography` package that AES and DES need is importable."""
-    import importlib.util
-
-    return importlib.util.find_spec("cryptography") is not None
+    try:
+        import cryptography.hazmat.primitives.ciphers  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _cipher(kind: str, key: bytes, iv: bytes) -> Any:

@@ -176,3 +176,25 @@ def test_probe_command_takes_a_named_auth(tmp_path: Path) -> None:
     assert 'sysName{' in right.stdout
     assert wrong.returncode == 1 and "sysName{" not in wrong.stdout
     assert unknown.returncode == 2 and "unknown auth 'nobody'" in unknown.stderr
+
+
+def test_auth_priv_without_cryptography_is_a_clear_startup_error(tmp_path: Path) -> None:
+    """In an interpreter where `cryptography` cannot be imported, authPriv is refused at load with the fix named."""
+    (tmp_path / "auth.pass").write_text("authpass-sha256", encoding="utf-8")
+    (tmp_path / "priv.pass").write_text("privpass-sha256", encoding="utf-8")
+    config = tmp_path / "agent.yaml"
+    config.write_text(yaml.safe_dump({
+        "office": {"org_id": "000.00.20.H49", "name": "test", "level": "province"},
+        "auths": {"router": {"version": 3, "username": "mon", "security_level": "authPriv",
+                             "auth_protocol": "SHA256", "password": {"file": str(tmp_path / "auth.pass")},
+                             "priv_protocol": "AES", "priv_password": {"file": str(tmp_path / "priv.pass")}}},
+    }), encoding="utf-8")
+    blocked = ("import sys; sys.modules['cryptography'] = None; from agent.cli import main; "
+               f"raise SystemExit(main(['check-config', {str(config)!r}]))")
+    without = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=60, cwd=REPO)
+    with_it = subprocess.run([sys.executable, "-m", "agent", "check-config", str(config)], capture_output=True,
+                             text=True, timeout=60, cwd=REPO)
+    assert with_it.returncode == 0, with_it.stderr
+    assert without.returncode == 1
+    assert "auths.router" in without.stderr and "requires the 'cryptography' package" in without.stderr
+    assert "Traceback" not in without.stderr
