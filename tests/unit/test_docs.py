@@ -150,4 +150,5 @@ def test_examples_are_valid_with_secret_lines_enabled(path: Path, secret: Path) 
     text = path.read_text(encoding="utf-8")
     enabled = SECRET_MARKER.sub(r"\1", text)
     config = _load(with_test_secrets(enabled, secret), f"{path.name} with '#| ' lines enabled")
-    assert config.office.level == path.stem  # type: ignore[attr-defined]
+    if path.stem in {"province", "district", "commune"}:  # the office examples; the others show one kind each
+        assert config.office.level == path.stem  # type: ignore[attr-defined]
