@@ -49,6 +49,7 @@ _COMBINED: dict[str, dict[int, str]] = {
 _WRAP_COUNTER64 = 1 << 53  # snmp_exporter's default --snmp.wrap-large-counters: keep float64 exact
 _NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _RENDER_SLICE = 128  # varbinds rendered between yields to the event loop (well under 1 ms)
+_FILTER_SLICE = 2048  # varbinds filtered between yields
 
 
 def _oid_text(value: str) -> str:
@@ -97,6 +98,14 @@ class LookupDef(Settings):
         if self.labels and self.oid is None:
             raise ValueError("a lookup with labels needs the oid to look up")
         return self
+
+
+class FilterDef(Settings):
+    """snmp_exporter's dynamic filter: keep the rows of `targets` whose `oid` column holds one of `values`."""
+
+    oid: OidText
+    targets: Annotated[list[OidText], Field(min_length=1)]
+    values: Annotated[list[str], Field(min_length=1)]
 
 
 class MetricDef(Settings):
@@ -162,6 +171,29 @@ def _related(root: Oid, oid: Oid) -> bool:
 
 
 Rows = dict[Oid, tuple[str, ...]]
+
+
+async def apply_filters(filters: Iterable[FilterDef], varbinds: list[VarBind]) -> list[VarBind]:
+    """The varbinds without the target rows whose filter column value is not among the filter's values.
+
+    Works in slices, yielding to the event loop between them, as render does.
+    """
+    for definition in filters:
+        column = parse_oid(definition.oid)
+        targets = [parse_oid(target) for target in definition.targets]
+        wanted = set(definition.values)
+        keep = {vb.oid[len(column):] for vb in varbinds
+                if vb.oid[:len(column)] == column and value_as_string(vb, "DisplayString") in wanted}
+        # A target may be a column or a whole table: a row's index is the tail as long as the filter column's.
+        lengths = {len(index) for index in keep}
+        kept: list[VarBind] = []
+        for start in range(0, len(varbinds), _FILTER_SLICE):
+            await asyncio.sleep(0)
+            kept += [vb for vb in varbinds[start:start + _FILTER_SLICE]
+                     if not any(vb.oid[:len(target)] == target for target in targets)
+                     or any(vb.oid[len(vb.oid) - n:] in keep for n in lengths)]
+        varbinds = kept
+    return varbinds
 
 
 async def render(plan: Plan, varbinds: list[VarBind], sink: MetricSink) -> tuple[dict[Oid, VarBind], dict[int, Rows]]:

@@ -24,7 +24,7 @@ from collectors import _snmp_link as _link
 from collectors._snmp_ber import Oid, VarBind, format_oid
 from collectors._snmp_catalogue import MODULES as _NETWORK_MODULES
 from collectors._snmp_catalogue_devices import MODULES as _DEVICE_MODULES
-from collectors._snmp_module import MetricDef, OidText, Plan, compile_plan, render
+from collectors._snmp_module import FilterDef, MetricDef, OidText, Plan, apply_filters, compile_plan, render
 from collectors._snmp_session import AuthFailed, RowCapExceeded, RowLimit, Session, get, walk
 from collectors._snmp_usm import AuthProtocol, PrivProtocol, SecurityLevel, Usm, have_cryptography
 from collectors.base import CollectorSpec, MetricSpec, ProbeContext, Settings
@@ -179,6 +179,8 @@ class SnmpSettings(_Deferred):
     walk: list[OidText] = Field(default_factory=list)
     get: list[OidText] = Field(default_factory=list)
     metrics: list[MetricDef] = Field(default_factory=list)
+    filters: list[FilterDef] = Field(default_factory=list)
+    """Dynamic filters in snmp_exporter's form, e.g. only the rows of interfaces whose ifAdminStatus is 1 (up)."""
     max_repetitions: Annotated[int, Field(ge=1, le=255)] = 25
     retries: Annotated[int, Field(ge=0, le=10)] = 3
     timeout: RequestTimeout = Field(default=5.0, json_schema_extra={"default": "5s"})
@@ -197,6 +199,7 @@ class SnmpSettings(_Deferred):
         walk_oids = [oid for name in included for oid in CATALOGUE[name]["walk"]] + self.walk
         metrics = [_catalogue_metric(name, i) for name in included
                    for i in range(len(CATALOGUE[name]["metrics"]))] + self.metrics
+        walk_oids += [f.oid for f in self.filters if not any(_within(f.oid, root) for root in walk_oids)]
         plan = self._plan = compile_plan(get_oids, walk_oids, metrics)
         if not plan.metrics:
             raise ValueError("the module has no metrics; list them or include a catalogue module")
@@ -271,6 +274,8 @@ async def probe_snmp(ctx: ProbeContext, settings: SnmpSettings) -> bool:
         ctx.sink.add("egov_snmp_subtree_success", 0 if any(name == bad for bad, _ in failed) else 1, name)
     if len(failed) == len(parts):
         return ctx.fail(failed[0][1].outcome, "every subtree failed; first %s: %s", failed[0][0], failed[0][1])
+    if settings.filters:
+        varbinds = await apply_filters(settings.filters, varbinds)
     pdus, label_rows = await render(plan, varbinds, ctx.sink)
     if settings.link_health and _link.applies(plan):
         await _link.record((ctx.check, ctx.target), plan, pdus, label_rows, ctx.sink)
@@ -281,6 +286,11 @@ async def probe_snmp(ctx: ProbeContext, settings: SnmpSettings) -> bool:
     label_rows.clear()
     await _release(varbinds)
     return True
+
+
+def _within(oid: str, root: str) -> bool:
+    """Whether the OID (dotted text) lies in the subtree of root."""
+    return oid == root or oid.startswith(root + ".")
 
 
 def _remember_lookups(key: tuple[str, str, Oid | None], runs: int, found: list[VarBind]) -> None:

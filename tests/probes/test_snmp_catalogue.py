@@ -222,3 +222,37 @@ async def test_two_hundred_devices_in_parallel_leave_nothing_behind() -> None:
     assert all(a.stamps[0] < first_done for a in agents)  # in parallel: every device was asked before any finished
     assert fds_after == fds_before  # every run's socket closed (the 200 devices' own are still open here)
     assert len(asyncio.all_tasks()) == tasks_before
+
+
+@pytest.mark.slow
+def test_filters_keep_only_admin_up_interfaces(tmp_path: Path) -> None:
+    """snmp_exporter's dynamic filter on ifAdminStatus: interfaces set down with `ip link` vanish from every table."""
+    from fakes.snmp import namespace, ns_prefix, run_in
+
+    with namespace(interfaces=4) as netns:
+        run_in(netns, "ip", "link", "set", "ta1", "down")
+        run_in(netns, "ip", "link", "set", "tb1", "down")
+        links = run_in(netns, "ip", "-o", "link", "show").stdout.splitlines()
+        admin_up = {line.split(": ")[1].split("@")[0] for line in links if "<" in line and
+                    "UP" in line.split("<")[1].split(">")[0].split(",")}
+        server = Snmpd(tmp_path / "snmpd", netns=netns).start()
+        config = tmp_path / "agent.yaml"
+        config.write_text(yaml.safe_dump({
+            "office": {"org_id": "000.00.20.H49", "name": "test", "level": "province"},
+            "modules": {"up_only": {"kind": "snmp", "snmp": {
+                "include": ["if_mib"], "auth": {"community": COMMUNITY},
+                "filters": [{"oid": "1.3.6.1.2.1.2.2.1.7", "values": ["1"],
+                             "targets": ["1.3.6.1.2.1.2.2", "1.3.6.1.2.1.31.1.1"]}]}}},
+        }), encoding="utf-8")
+        try:
+            done = subprocess.run([*ns_prefix(netns), sys.executable, "-m", "agent", "probe", "--config",
+                                   str(config), "--module", "up_only", f"udp://127.0.0.1:{server.port}"],
+                                  capture_output=True, text=True, timeout=60, cwd=REPO)
+        finally:
+            server.stop()
+    assert done.returncode == 0, done.stderr
+    got = parse_samples(done.stdout.splitlines())
+    described = {key.split('ifDescr="')[1].split('"')[0] for key in got if key.startswith("ifOperStatus{")}
+    assert admin_up == {"lo", "ta0", "tb0"}, done.stdout[:3000]
+    assert described == admin_up, done.stdout[:3000]
+    assert not any('ifDescr="ta1"' in key or 'ifName="tb1"' in key for key in got)
