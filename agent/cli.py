@@ -78,22 +78,25 @@ def _log_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from agent.lifecycle import Agent
+    from agent.webconfig import load_web_config
 
     setup_logging(args.log_level, args.log_format)
-    if args.web_config_file:
-        print("egov-agent: --web.config.file (TLS and basic auth) is not supported by this version; "
-              "keep web.listen_address on 127.0.0.1 or put a TLS proxy in front", file=sys.stderr)
-        return 1
     try:
         config = load_config(args.config)
+        # The flag is relative to the working directory, web.config_file to the config file's folder.
+        web_path = args.web_config_file or (
+            str(Path(args.config).parent / config.web.config_file) if config.web.config_file else None)
+        web_config = load_web_config(web_path) if web_path else None
     except ConfigError as err:
         print(err.render(), file=sys.stderr)
         return 1
     for warning in config.warnings():
         logging.getLogger("agent.config").warning(warning, extra={"kv": {"config": args.config}})
     try:
-        return asyncio.run(_serve(Agent(config, args.config, args.listen_address)))
+        return asyncio.run(_serve(Agent(config, args.config, args.listen_address, web_config=web_config)))
     except StartupError as err:
         print(f"egov-agent: {err}", file=sys.stderr)
         return 1
@@ -112,6 +115,18 @@ def _check_config(args: argparse.Namespace) -> int:
         return 1
     for warning in config.warnings():
         print(f"{args.file}: warning: {warning}", file=sys.stderr)
+    if config.web.config_file:
+        from pathlib import Path
+
+        from agent.webconfig import load_web_config
+
+        try:
+            web = load_web_config(str(Path(args.file).parent / config.web.config_file))
+        except ConfigError as err:
+            print(err.render(), file=sys.stderr)
+            return 1
+        for warning in web.warnings:
+            print(f"{web.path}: warning: {warning}", file=sys.stderr)
     jobs = sum(len(check.targets) for check in config.checks)
     print(f"{args.file}: valid: {len(config.checks)} checks, {jobs} jobs, office {config.office.org_id}")
     return 0

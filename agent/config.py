@@ -20,7 +20,9 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
     create_model,
+    field_validator,
     model_validator,
 )
 
@@ -31,6 +33,7 @@ from agent.errors import ConfigError, ConfigIssue
 from agent.secrets import Secret as Secret
 from agent.secrets import SecretValue as SecretValue
 from collectors import COLLECTORS
+from collectors._tls import TlsConfig
 
 SERVICES = ("wan", "dms", "portal", "mail", "onestop", "publicservice", "lgsp", "dns", "host", "other")
 DEFAULT_HIERARCHY = {"name": "qn-2012", "levels": ["province", "district", "commune"]}
@@ -68,12 +71,15 @@ class Hierarchy(_Model):
 
 
 class Web(_Model):
-    """Where the HTTP endpoints listen."""
+    """Where the HTTP endpoints listen, and how they are secured."""
 
     listen_address: Annotated[str, Field(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$")] = (
         DEFAULT_LISTEN_ADDRESS
     )
-    config_file: str | None = None
+    config_file: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    """exporter-toolkit web config (TLS, basic auth, headers); relative to this file; --web.config.file overrides."""
+    idle_timeout: Annotated[Duration, Field(ge=1.0, le=3600.0)] = 30.0
+    """A connection idle this long, or still sending its request headers (slowloris), is closed."""
 
 
 class AgentSection(_Model):
@@ -82,6 +88,46 @@ class AgentSection(_Model):
     max_concurrent_runs: Annotated[int, Field(ge=1, le=10000)] = 64
     state_dir: Annotated[str, Field(min_length=1, max_length=4096)] = "/var/lib/egov-agent"
     """Where the agent keeps state across restarts (the remote-write queues)."""
+
+
+class ConfigSourceSettings(_Model):
+    """Fetch this office's signed config from the province (agent/config_source.py); this file is the bootstrap."""
+
+    url: Annotated[str, Field(pattern=r"^https://[^\s/?#@]+(/\S*)?$", max_length=2048)]
+    """HTTPS URL of this office's signed config, e.g. https://config.province.example/signed/<org_id>.yaml."""
+    public_key: Annotated[str, Field(min_length=1, max_length=4096)]
+    """File with the province's Ed25519 public key(s): PEM blocks or raw base64, one per line."""
+    org_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)] | None = None
+    """The office the fetched config must be signed for; default office.org_id."""
+    interval: Annotated[Duration, Field(ge=1.0)] = 300.0
+    jitter: Duration | None = None
+    """Each poll waits interval plus a random 0..jitter (default interval/10): a fleet does not poll all at once."""
+    timeout: Annotated[Duration, Field(le=300.0)] = 10.0
+    max_bytes: Annotated[int, Field(ge=1024, le=64 * 2**20),
+                         WithJsonSchema({"type": ["string", "integer"], "examples": ["1MiB", "512KiB"]})] = 2**20
+    """A bigger download is refused (too_large); 512KiB, 1MiB or a number of bytes."""
+    tls: TlsConfig | None = None
+    """Named CA (ca_file), optional client certificate (cert_file, key_file), server_name, min_version."""
+
+    @field_validator("max_bytes", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> int:
+        from exporters.remote_write.config import parse_size
+
+        return parse_size(value)
+
+    @model_validator(mode="after")
+    def _usable(self) -> ConfigSourceSettings:
+        from agent.signing import load_public_keys
+
+        if self.timeout >= self.interval:
+            raise ValueError("timeout must be shorter than interval")
+        if self.jitter is not None and self.jitter > self.interval:
+            raise ValueError("jitter must not be longer than interval")
+        if self.tls is not None and self.tls.insecure_skip_verify:
+            raise ValueError("tls.insecure_skip_verify is refused here: name the province's CA in tls.ca_file")
+        load_public_keys(self.public_key)
+        return self
 
 
 class Check(_Model):
@@ -178,6 +224,7 @@ def config_model() -> type[BaseModel]:
         checks=(list[Check], Field(default_factory=list)),
         auths=(_auths_type(), Field(default_factory=dict)),
         remote_write=(list[RemoteWriteConfig], Field(default_factory=list)),
+        config_source=(ConfigSourceSettings | None, None),
     )
 
 

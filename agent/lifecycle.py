@@ -14,12 +14,16 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from agent.config import Config, load_config
+from agent.config_source import LOCAL, ConfigSource, ConfigStatus
 from agent.errors import ConfigError
 from agent.runner import Job, ProbeResult, Runner
 from agent.scheduler import Scheduler
 from agent.selfmetrics import SelfMetrics
 from agent.store import JobStatus, ResultStore
+from agent.webconfig import WebConfig
 from exporters.exposition import Exposition
+from exporters.remote_write.agent_series import INTERVAL_SECONDS as AGENT_SERIES_SECONDS
+from exporters.remote_write.agent_series import agent_samples
 from exporters.remote_write.manager import RemoteWrite
 from exporters.web import WebContext, WebServer
 
@@ -81,7 +85,8 @@ def office_info(config: Config) -> dict[str, str]:
 class Agent:
     """Owns every part of a running agent and the order in which they start and stop."""
 
-    def __init__(self, config: Config, config_path: str, listen_address: str | None = None) -> None:
+    def __init__(self, config: Config, config_path: str, listen_address: str | None = None,
+                 web_config: WebConfig | None = None) -> None:
         self.config = config
         self.config_path = config_path
         self.metrics = SelfMetrics()
@@ -93,6 +98,10 @@ class Agent:
         self.registry.register(self.metrics)
         self.remote_write = RemoteWrite(office_labels(config))
         self.registry.register(self.remote_write)
+        # Central config (issue 11): what the agent runs, and its source when config_source is set.
+        self.config_status = ConfigStatus(lambda: self.metrics.office_labels)
+        self.registry.register(self.config_status)
+        self.config_source = ConfigSource.for_config(config, self.config_status)
         self.store.subscribe(self._on_result, self.exposition.remove)
         self.store.subscribe(self.remote_write.on_result, self.remote_write.on_remove)
         self._listen_address = listen_address or config.web.listen_address
@@ -106,6 +115,8 @@ class Agent:
                 ready=lambda: self._ready,
             ),
             self._listen_address,
+            web_config=web_config,
+            idle_timeout=config.web.idle_timeout,
         )
         self._stopping = asyncio.Event()
         self._ready = False
@@ -114,6 +125,9 @@ class Agent:
 
     async def run(self) -> int:
         """Start, serve until SIGTERM or SIGINT, then stop; raises StartupError if it cannot start."""
+        if self.config_source is not None:  # the fetched config, else the last known good one, else the local file
+            self.config = await self.config_source.startup()
+            self.runner.resize(self.config.agent.max_concurrent_runs)
         self._apply_identity(self.config)
         self.metrics.observe_reload(True)
         self.metrics.refresh_process()
@@ -130,6 +144,9 @@ class Agent:
             self._install_signals()
             self._spawn(self._watch_loop_lag(), "loop-lag")
             self._spawn(self._refresh_process(), "process-stats")
+            if self.config_source is not None:
+                self._spawn(self.config_source.poll(self.reload), "config-source")
+            self._spawn(self._push_agent_series(), "agent-series")
             self._ready = True
             _freeze_heap()
             log.info(
@@ -150,7 +167,7 @@ class Agent:
         """Re-read the config file; a bad file keeps the running config. Returns (ok, message)."""
         async with self._reload_lock:
             try:
-                config = await asyncio.to_thread(load_config, self.config_path)
+                config = await asyncio.to_thread(self._load_config)
             except ConfigError as err:
                 self.metrics.observe_reload(False)
                 log.error("config reload failed; keeping the running config",
@@ -159,6 +176,9 @@ class Agent:
             if config.web.listen_address != self.config.web.listen_address:
                 log.warning("web.listen_address changed; it takes effect at the next restart",
                             extra={"kv": {"listening": self._listen_address}})
+            if (config.web.config_file, config.web.idle_timeout) != (self.config.web.config_file,
+                                                                     self.config.web.idle_timeout):
+                log.warning("web.config_file and web.idle_timeout changed; they take effect at the next restart")
             if config.office != self.config.office or config.hierarchy != self.config.hierarchy:
                 self._apply_identity(config)
                 for status in self.store.status():
@@ -168,10 +188,24 @@ class Agent:
             await self.remote_write.apply(config.remote_write, config.agent.state_dir)
             added, changed, removed = self._sync_jobs(config)
             self.config = config
+            if self.config_source is None:
+                self.config_status.running(LOCAL, config.sha256)
             _freeze_heap(refreeze=True)
             self.metrics.observe_reload(True)
             log.info("config reloaded", extra={"kv": {"added": added, "changed": changed, "removed": removed}})
             return True, "ok"
+
+    async def _push_agent_series(self) -> None:
+        """Queue the agent's own series for remote-write every minute: offices that only push are seen too."""
+        while True:
+            if self.remote_write.destinations:
+                self.remote_write.on_agent_metrics(agent_samples(self.registry), time.time())
+            await asyncio.sleep(AGENT_SERIES_SECONDS)
+
+    def _load_config(self) -> Config:
+        """The config file, composed with the accepted central config when config_source is set."""
+        bootstrap = load_config(self.config_path)
+        return self.config_source.effective(bootstrap) if self.config_source is not None else bootstrap
 
     async def _run(self, job: Job) -> None:
         self.metrics.in_flight += 1

@@ -9,6 +9,6 @@ from collectors.base import CollectorSpec
 
 COLLECTORS: dict[str, CollectorSpec[Any]] = {
     spec.kind: spec for spec in (host.SPEC, process.SPEC, icmp.SPEC, tcp.SPEC, dns.SPEC, http.SPEC, snmp.SPEC,
-                                 mail.SPEC, maillog.SPEC, portal.SPEC, portal.PUBLICSERVICE_SPEC, sql.SPEC,
-                                 register.SPEC)
+                                 sql.SPEC, register.SPEC, mail.SPEC, maillog.SPEC, portal.SPEC,
+                                 portal.PUBLICSERVICE_SPEC)
 }

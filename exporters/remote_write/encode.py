@@ -25,6 +25,8 @@ NORMAL_NAN_BITS = 0x7FF8000000000001
 STALE_NAN: float = struct.unpack("<d", struct.pack("<Q", STALE_NAN_BITS))[0]
 NORMAL_NAN: float = struct.unpack("<d", struct.pack("<Q", NORMAL_NAN_BITS))[0]
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+AGENT_KEY: JobKey = ("", "agent")
+"""The pseudo-job of the agent's own series; no check has an empty name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,31 +65,40 @@ class Encoder:
         """The result's samples plus probe_success and probe_duration_seconds, and stale markers for the
         series the job's previous result had and this one has not."""
         job = result.job
-        state = self._jobs.get(job.key)
-        if state is None:
-            base = (("check", job.check), ("module", job.module), ("service", job.service), ("target", job.target))
-            state = self._jobs[job.key] = _JobSeries(base)
-        ms = self._timestamp(state, result.finished_at)
-        previous = state.labels
-        current: dict[SeriesKey, bytes] = {}
-        values: list[tuple[bytes, float]] = []
+        base = (("check", job.check), ("module", job.module), ("service", job.service), ("target", job.target))
         samples: Iterable[tuple[str, tuple[tuple[str, str], ...], float]] = (
             ("probe_success", (), 1.0 if result.success else 0.0),
             ("probe_duration_seconds", (), result.duration),
             *result.samples,
         )
+        return self._encode(job.key, base, samples, result.finished_at)
+
+    def encode_agent(self, samples: Iterable[tuple[str, tuple[tuple[str, str], ...], float]],
+                     at: float) -> list[Fragment]:
+        """The agent's own series (office info, config, queue health) at `at`, with stale markers as for a job."""
+        return self._encode(AGENT_KEY, (), samples, at)
+
+    def _encode(self, key: JobKey, base: tuple[tuple[str, str], ...],
+                samples: Iterable[tuple[str, tuple[tuple[str, str], ...], float]], at: float) -> list[Fragment]:
+        state = self._jobs.get(key)
+        if state is None:
+            state = self._jobs[key] = _JobSeries(base)
+        ms = self._timestamp(state, at)
+        previous = state.labels
+        current: dict[SeriesKey, bytes] = {}
+        values: list[tuple[bytes, float]] = []
         for name, labels, value in samples:
-            key = (name, labels)
-            encoded = previous.get(key) or current.get(key)
+            series = (name, labels)
+            encoded = previous.get(series) or current.get(series)
             if encoded is None:
                 encoded = self._labels(name, labels, state.base)
-            current[key] = encoded
+            current[series] = encoded
             values.append((encoded, NORMAL_NAN if math.isnan(value) else value))
-        for key, encoded in previous.items():
-            if key not in current:
+        for series, encoded in previous.items():
+            if series not in current:
                 values.append((encoded, STALE_NAN))
         state.labels = current
-        return self._fragments(values, ms, _group(job.key))
+        return self._fragments(values, ms, _group(key))
 
     def remove(self, key: JobKey) -> list[Fragment]:
         """Stale markers for every series of a job that left the config."""

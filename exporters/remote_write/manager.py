@@ -93,6 +93,11 @@ class RemoteWrite(Collector):
         if self._encoder is not None and self._destinations:
             self._fan_out(self._encoder.encode(result))
 
+    def on_agent_metrics(self, samples: list[tuple[str, tuple[tuple[str, str], ...], float]], at: float) -> None:
+        """Queue the agent's own series (so offices that only push are seen as centrally as scraped ones)."""
+        if self._encoder is not None and self._destinations:
+            self._fan_out(self._encoder.encode_agent(samples, at))
+
     def on_remove(self, key: JobKey) -> None:
         """ResultStore subscriber: a job left the config; its series get stale markers."""
         if self._encoder is not None and self._destinations:

@@ -64,6 +64,9 @@ def test_removed_check_gets_stale_markers_and_the_rest_keeps_flowing(start_agent
         # Without a stale marker Prometheus would show the last value for 5 minutes (its lookback).
         wait_for(lambda: instant(prometheus, 'probe_success{check="host2"}') == [], timeout=15)
         assert instant(prometheus, 'probe_success{check="host"}') == ["1"]
+        # The agent's own series travel too, with the office's labels (an office that only pushes is seen).
+        assert instant(prometheus, 'egov_office_info{org_id="000.00.20.H49",level="commune"}') == ["1"]
+        assert instant(prometheus, 'egov_agent_config_last_reload_successful{org_id="000.00.20.H49"}') == ["1"]
         stale = instant(prometheus, 'count_over_time(probe_success{check="host2"}[10m])')
         assert stale and int(stale[0]) >= 1
         assert agent.stop() == 0
