@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Hashable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -32,6 +31,8 @@ from agent.durations import parse_duration as parse_duration
 from agent.errors import ConfigError, ConfigIssue
 from agent.secrets import Secret as Secret
 from agent.secrets import SecretValue as SecretValue
+from agent.yamlsource import format_path as format_path
+from agent.yamlsource import line_of, read_yaml
 from collectors import COLLECTORS
 from collectors._tls import TlsConfig
 
@@ -288,23 +289,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 def parse_config(raw: bytes, source: str) -> Config:
     """Validate config text; raises ConfigError listing every issue with its YAML path and line."""
-    try:
-        text = raw.decode("utf-8")
-        loader = _StrictLoader(text)
-        try:
-            root = loader.get_single_node()
-            data = loader.construct_document(root) if root is not None else None
-        finally:
-            loader.dispose()
-    except UnicodeDecodeError as err:
-        at_line = raw[: err.start].count(b"\n") + 1
-        raise ConfigError(source, [ConfigIssue("", f"not UTF-8 text ({err.reason})", at_line)]) from None
-    except yaml.MarkedYAMLError as err:
-        mark_line = err.problem_mark.line + 1 if err.problem_mark else None
-        what = f"{err.context or ''} {err.problem or ''}".strip()
-        raise ConfigError(source, [ConfigIssue("", f"invalid YAML: {what}", mark_line)]) from None
-    except yaml.YAMLError as err:
-        raise ConfigError(source, [ConfigIssue("", f"invalid YAML: {err}")]) from None
+    data, root = read_yaml(raw, source)
     if not isinstance(data, dict):
         raise ConfigError(source, [ConfigIssue("", "the config must be a YAML mapping (office:, checks:, ...)")])
     try:
@@ -478,49 +463,6 @@ def _strip_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def _at(root: yaml.Node | None, loc: tuple[Any, ...], message: str) -> ConfigIssue:
-    return ConfigIssue(format_path(loc), message, _line_of(root, loc))
+    return ConfigIssue(format_path(loc), message, line_of(root, loc))
 
 
-def format_path(loc: tuple[Any, ...]) -> str:
-    """('checks', 2, 'interval') -> 'checks[2].interval'."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
-            if match is None:
-                key = next((k for k, _ in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
-                return key.start_mark.line + 1 if key is not None else line
-            node = match
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            break
-        line = node.start_mark.line + 1
-    return line
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of silently keeping the last one."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, Hashable):
-                continue  # SafeLoader itself reports unhashable keys
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while reading a mapping", node.start_mark, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)

@@ -14,7 +14,6 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from agent.config import _line_of, _StrictLoader, format_path
 from agent.errors import ConfigError, ConfigIssue
 from agent.inventory import (
     COLUMNS,
@@ -23,6 +22,7 @@ from agent.inventory import (
     InventoryHierarchy,
     InventoryOffice,
 )
+from agent.yamlsource import format_path, line_of, parse_nodes
 
 _LIST_COLUMNS = ("services", "predecessors")
 _OFFICE = TypeAdapter(InventoryOffice)
@@ -62,13 +62,7 @@ class _Record:
 
 def _read_yaml(raw: bytes) -> tuple[list[_Record], list[_Record] | None, list[ConfigIssue]]:
     try:
-        text = raw.decode("utf-8")
-        loader = _StrictLoader(text)
-        try:
-            root = loader.get_single_node()
-            data = loader.construct_document(root) if root is not None else None
-        finally:
-            loader.dispose()
+        data, root = parse_nodes(raw.decode("utf-8"))
     except UnicodeDecodeError as err:
         return [], None, [ConfigIssue("", f"not UTF-8 text ({err.reason})", raw[: err.start].count(b"\n") + 1)]
     except yaml.MarkedYAMLError as err:
@@ -78,7 +72,7 @@ def _read_yaml(raw: bytes) -> tuple[list[_Record], list[_Record] | None, list[Co
         return [], None, [ConfigIssue("", f"invalid YAML: {err}")]
 
     def at(loc: tuple[Any, ...]) -> Callable[[str], ConfigIssue]:
-        return lambda message: ConfigIssue(format_path(loc), message, _line_of(root, loc))
+        return lambda message: ConfigIssue(format_path(loc), message, line_of(root, loc))
 
     if not isinstance(data, dict):
         return [], None, [at(())("the inventory must be a YAML mapping with hierarchies: and offices:")]

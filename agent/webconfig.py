@@ -30,9 +30,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from agent.config import format_path
 from agent.durations import parse_duration
 from agent.errors import ConfigError, ConfigIssue
+from agent.yamlsource import format_path, line_of, parse_nodes
 
 PASSWORD_CACHE_SIZE = 100
 MAX_PENDING_HASHES = 32
@@ -486,12 +486,7 @@ def _normal_san(kind: str, value: str) -> str:
 
 def _parse_yaml(raw: bytes, source: str) -> tuple[Any, yaml.Node | None]:
     try:
-        loader = _StrictLoader(raw.decode("utf-8"))
-        try:
-            root = loader.get_single_node()
-            data = loader.construct_document(root) if root is not None else None
-        finally:
-            loader.dispose()
+        data, root = parse_nodes(raw.decode("utf-8"))
     except UnicodeDecodeError as err:
         raise ConfigError(source, [ConfigIssue("", f"not UTF-8 text ({err.reason})")]) from None
     except yaml.MarkedYAMLError as err:
@@ -520,33 +515,6 @@ def _issue(error: Any, root: yaml.Node | None) -> ConfigIssue:
 
 
 def _at(root: yaml.Node | None, loc: tuple[Any, ...], message: str) -> ConfigIssue:
-    return ConfigIssue(format_path(loc), message, _line_of(root, loc))
+    return ConfigIssue(format_path(loc), message, line_of(root, loc))
 
 
-def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if not isinstance(node, yaml.MappingNode):
-            break
-        match = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)),
-                     None)
-        if match is None:
-            break
-        node = match[1]
-        line = match[0].start_mark.line + 1
-    return line
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (exporter-toolkit reads the file with UnmarshalStrict)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            with suppress(TypeError):
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        "while reading a mapping", node.start_mark, f"duplicate key {key!r}", key_node.start_mark)
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)

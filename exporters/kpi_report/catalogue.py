@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agent.errors import ConfigError, ConfigIssue
+from agent.yamlsource import format_path, line_of, parse_nodes
 
 CATALOGUE_PLACES = (Path("config/kpis.yaml"), Path(__file__).resolve().parents[2] / "config" / "kpis.yaml",
                     Path("/etc/egov-agent/kpis.yaml"))
@@ -164,7 +165,7 @@ def load_catalogues(paths: Sequence[str | Path]) -> list[Kpi]:
         for index, kpi in enumerate(catalogue.kpis):
             if kpi.id in seen:
                 issues.append(ConfigIssue(f"kpis[{index}].id", f"duplicate KPI id {kpi.id!r} (first in {seen[kpi.id]})",
-                                          _line_of(root, ("kpis", index, "id"))))
+                                          line_of(root, ("kpis", index, "id"))))
             seen[kpi.id] = source
             kpis.append(kpi)
         if issues:
@@ -179,12 +180,7 @@ def _read_yaml(path: str | Path) -> tuple[yaml.Node | None, Any]:
     except OSError as err:
         raise ConfigError(source, [ConfigIssue("", f"cannot read KPI catalogue: {err.strerror or err}")]) from None
     try:
-        loader = _StrictLoader(raw.decode("utf-8"))
-        try:
-            root = loader.get_single_node()
-            data = loader.construct_document(root) if root is not None else None
-        finally:
-            loader.dispose()
+        data, root = parse_nodes(raw.decode("utf-8"))
     except UnicodeDecodeError as err:
         raise ConfigError(source, [ConfigIssue("", "not UTF-8 text", raw[: err.start].count(b"\n") + 1)]) from None
     except yaml.MarkedYAMLError as err:
@@ -202,42 +198,6 @@ def _issue(error: Any, root: yaml.Node | None) -> ConfigIssue:
     kind = error["type"]
     message = {"extra_forbidden": "unknown key", "missing": "missing required key"}.get(
         kind, str(error["msg"]).removeprefix("Value error, "))
-    return ConfigIssue(_format_path(loc), message, _line_of(root, loc))
+    return ConfigIssue(format_path(loc), message, line_of(root, loc))
 
 
-def _format_path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            pair = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)),
-                        None)
-            if pair is None:
-                return line
-            node = pair[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            break
-        line = node.start_mark.line + 1
-    return line
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, Hashable) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while reading a mapping", node.start_mark, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)

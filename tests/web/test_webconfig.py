@@ -113,7 +113,7 @@ def test_errors_name_the_line(tmp_path: Path) -> None:
     assert "line 2: basic_auth_users.ok: not a bcrypt hash" in message
     assert "line 3: basic_auth_users.bad: not a bcrypt hash" in message
     message = error_of(write(tmp_path, "basic_auth_users: {}\nhttp_server_config:\n  headers:\n    Server: me\n"))
-    assert 'line 3: http_server_config.headers: HTTP header "Server" can not be configured' in message
+    assert 'line 4: http_server_config.headers: HTTP header "Server" can not be configured' in message
 
 
 def test_hashes_and_inline_keys_never_appear_in_errors(tmp_path: Path, pki: Pki) -> None:
