@@ -173,6 +173,8 @@ class Exchange:
                 decoded = decoder.feed(data, limit - length)
                 length += len(decoded)
                 if length > limit or raw > limit:
+                    if keep:  # the part of this chunk that fits: a crawler parses a page up to the cap
+                        chunks.append(decoded[:max(0, limit - (length - len(decoded)))])
                     too_large, length = True, min(length, limit)
                     break
                 if keep:
