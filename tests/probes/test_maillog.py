@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
-import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -202,20 +202,17 @@ def probe_process(tmp_path: Path, log: Path, max_lines: int) -> tuple[str, int]:
         "modules:\n  mail_usage:\n    kind: maillog\n    timeout: 60s\n"
         f"    maillog: {{files: [{log}], domains: {{sonoivu.invalid: {A}}}, max_lines_per_run: {max_lines}}}\n",
         encoding="utf-8")
-    out, err = tmp_path / "probe.out", tmp_path / "probe.err"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        child = subprocess.Popen([sys.executable, "-m", "agent", "probe", "--config", str(config), "--module",
-                                  "mail_usage", "mail.invalid"], stdout=stdout, stderr=stderr)
-    timer = threading.Timer(120, child.kill)  # bounded: os.wait4 itself has no timeout
-    timer.start()
-    try:
-        # wait4 gives this child's own peak RSS; RUSAGE_CHILDREN would be the largest child of the whole test run.
-        _, status, usage = os.wait4(child.pid, 0)
-    finally:
-        timer.cancel()
-    child.returncode = os.waitstatus_to_exitcode(status)
-    assert child.returncode == 0, err.read_text(errors="replace")
-    return out.read_text(), usage.ru_maxrss
+    # The child reports its own VmHWM as it exits: ru_maxrss of a child (RUSAGE_CHILDREN, wait4) also counts the
+    # pytest process's memory it was forked from, which grows over a whole test run.
+    argv = ["probe", "--config", str(config), "--module", "mail_usage", "mail.invalid"]
+    code = ("import atexit, re, sys; from pathlib import Path; atexit.register(lambda: print('peak-kib', "
+            "re.search(r'VmHWM:\\s+(\\d+)', Path('/proc/self/status').read_text()).group(1), file=sys.stderr)); "
+            f"from agent.cli import main; sys.exit(main({argv!r}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    peak = re.search(r"peak-kib (\d+)", done.stderr)
+    assert peak is not None, done.stderr
+    return done.stdout, int(peak.group(1))
 
 
 def metric(text: str, name: str, **labels: str) -> float:
