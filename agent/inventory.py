@@ -258,6 +258,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "(default: config/templates of this checkout)")
     generate.add_argument("--date", type=_day, metavar="DAY", help="only the offices of the hierarchy in force on "
                           "this day (YYYY-MM-DD; default: every office)")
+    generate.add_argument("--config-url", metavar="URL", help="also write bootstrap/<org_id>.yaml for agents that "
+                          "fetch their signed config from URL/<org_id>.yaml (egov-agent sign --dir publishes them)")
+    generate.add_argument("--public-key", metavar="FILE", help="with --config-url: the signing public key here "
+                          "(to validate the bootstraps)")
+    generate.add_argument("--agent-public-key", metavar="PATH", help="with --config-url: where agents keep that "
+                          "key (default /etc/egov-agent/config-signing.pub)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -272,10 +278,16 @@ def run(args: argparse.Namespace) -> int:
     if args.inventory_command == "check":
         print(f"{args.file}: valid: {_summary(inventory)}")
         return 0
-    from agent.inventory_generate import GenerateError, default_templates, generate
+    from agent.inventory_generate import AGENT_PUBLIC_KEY, Bootstrap, GenerateError, default_templates, generate
 
+    bootstrap = None
+    if args.config_url is not None:
+        if not args.config_url.startswith("https://") or args.public_key is None:
+            print("egov-agent inventory: --config-url needs an https:// URL and --public-key FILE", file=sys.stderr)
+            return 2
+        bootstrap = Bootstrap(args.config_url, args.public_key, args.agent_public_key or AGENT_PUBLIC_KEY)
     try:
-        report = generate(inventory, args.out, args.templates or default_templates(), args.date)
+        report = generate(inventory, args.out, args.templates or default_templates(), args.date, bootstrap)
     except GenerateError as err:
         print(str(err), file=sys.stderr)
         return 1
