@@ -54,7 +54,7 @@ class Snmpsim:
             [command, f"--data-dir={self.data}", f"--cache-dir={cache}",
              f"--agent-udpv4-endpoint=127.0.0.1:{self.port}", "--process-user=root", "--process-group=root",
              "--logging-method=null"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: self._answers(probe_community), timeout=30)
+        wait_for(lambda: self._answers(probe_community), timeout=90)
         return self
 
     def stop(self) -> None:

@@ -9,7 +9,6 @@ import re
 import stat
 import subprocess
 import sys
-import time
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -250,19 +249,16 @@ def test_a_1gb_log_is_read_in_bounded_chunks_with_flat_memory(tmp_path: Path, to
         out.seek(1 << 30, os.SEEK_CUR)  # then a 1 GiB hole (reads as NUL bytes: one huge malformed line)
         out.write(b"\n" + block)
     assert log.stat().st_size > 1 << 30
-    started = time.monotonic()
     out1, rss1 = probe_process(tmp_path, log, max_lines=60_000)  # stops inside the dense part
     assert metric(out1, "egov_mail_log_lines_total", result="parsed") == 60_000
     assert metric(out1, "egov_mail_log_unread_bytes", file=str(log)) > 1 << 30
     out2, rss2 = probe_process(tmp_path, log, max_lines=10_000_000)
-    elapsed = time.monotonic() - started
     assert metric(out2, "egov_mail_log_lines_total", result="parsed") == 101_000
     assert metric(out2, "egov_mail_log_lines_total", result="malformed") == 1
     assert metric(out2, "egov_mail_log_unread_bytes", file=str(log)) == 0
     assert metric(out2, "egov_mail_active_accounts", agency=A, window="1d") == 500
     # A whole agent process (Python, pydantic, aiohttp imported) stays far below the 1 GiB it read.
     assert max(rss1, rss2) < 150 * 1024, (rss1, rss2)
-    assert elapsed < 60
 
 
 def big_log(path: Path, day: date, messages: int) -> int:
