@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from collectors._lru import LruMap
 from collectors._snmp_ber import Oid, VarBind
 from collectors._snmp_module import Plan, Rows
 from collectors.base import MetricSink, MetricSpec
@@ -51,7 +51,7 @@ class _Device:
     interfaces: dict[Oid, _Interface] = field(default_factory=dict)
 
 
-_DEVICES: OrderedDict[tuple[str, str], _Device] = OrderedDict()
+_DEVICES: LruMap[tuple[str, str], _Device] = LruMap(_MAX_DEVICES)
 
 
 def applies(plan: Plan) -> bool:
@@ -66,10 +66,7 @@ async def record(key: tuple[str, str], plan: Plan, pdus: dict[Oid, VarBind], row
 
     `rows` are render's label values by label set and index: the interfaces are the rows of ifOperStatus's.
     """
-    device = _DEVICES.pop(key, None) or _Device()
-    _DEVICES[key] = device
-    if len(_DEVICES) > _MAX_DEVICES:
-        _DEVICES.popitem(last=False)
+    device = _DEVICES.get_or_create(key, _Device)
     now = time.monotonic()
     elapsed = now - device.at if device.at else 0.0
     uptime = _int(pdus.get(_SYS_UPTIME))

@@ -22,7 +22,7 @@ from collectors._snmp_ber import (
     format_oid,
     parse_oid,
 )
-from collectors.base import MetricSink, MetricSpec, Settings
+from collectors.base import RESERVED_LABELS, MetricSink, MetricSpec, Settings
 
 IndexType = Literal[
     "gauge", "counter", "Integer32", "Integer", "PhysAddress48", "OctetString", "DisplayString", "InetAddressIPv4",
@@ -37,7 +37,6 @@ MetricType = Literal[
     "OctetString", "DisplayString", "PhysAddress48", "InetAddressIPv4", "InetAddressIPv6", "InetAddress",
     "InetAddressMissingSize", "LldpPortId",
 ]
-RESERVED_LABELS = frozenset({"check", "module", "service", "target", "org_id", "level"})
 _STRING_TYPES = frozenset(get_args(StringType))
 # Types whose real type is given by the column before them (snmp_exporter's combinedTypeMapping).
 _COMBINED: dict[str, dict[int, str]] = {

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import os
 import weakref
-from collections import OrderedDict, deque
+from collections import deque
 from typing import Any, Literal
 
 from agent.errors import ConnectionFailed, Outcome, ProbeError, ProbeTimeout, ProtocolError
+from collectors._lru import LruMap
 from collectors._snmp_ber import (
     END_OF_MIB_VIEW,
     EXCEPTION_TAGS,
@@ -50,8 +51,7 @@ _REPORT_ADVICE = {
     "unknown_engine_id": "the device's engine id keeps changing",
 }
 _AUTHORIZATION_ERROR = 16
-_ENGINES: OrderedDict[tuple[str, int], EngineState] = OrderedDict()
-_MAX_ENGINES = 4096
+_ENGINES: LruMap[tuple[str, int], EngineState] = LruMap(4096)
 # Weak values: a device's lock lives only while a session to it does (asyncio.Lock binds to its event loop).
 _DEVICE_LOCKS: weakref.WeakValueDictionary[tuple[str, int], asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -332,15 +332,7 @@ def _device_lock(host: str, port: int) -> asyncio.Lock:
 
 
 def _engine(host: str, port: int) -> EngineState:
-    key = (host, port)
-    state = _ENGINES.get(key)
-    if state is None:
-        state = _ENGINES[key] = EngineState()
-        if len(_ENGINES) > _MAX_ENGINES:
-            _ENGINES.popitem(last=False)
-    else:
-        _ENGINES.move_to_end(key)
-    return state
+    return _ENGINES.get_or_create((host, port), EngineState)
 
 
 class _Receiver(asyncio.DatagramProtocol):

@@ -8,9 +8,9 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Generic, Literal, NamedTuple, TypeVar
+from typing import Annotated, Any, Generic, Literal, NamedTuple, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from agent.errors import Outcome
 
@@ -18,6 +18,17 @@ MetricType = Literal["gauge", "counter", "histogram"]
 STEP_MARGIN_SECONDS = 0.05
 RESERVED_LABELS = frozenset({"check", "module", "service", "target", "org_id", "level", "le", "__name__"})
 """Label names the agent adds to every series (and histograms' le): no collector may use them."""
+
+
+MetricName = Annotated[str, Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", max_length=200)]
+"""A metric name the config gives (sql queries, register columns)."""
+LabelName = Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", max_length=100)]
+
+
+def check_user_metric_name(name: str, own: frozenset[str]) -> None:
+    """ValueError if a config-given metric name is the agent's: `__*`, `probe_*`, `egov_agent_*` or a kind's own."""
+    if name.startswith(("__", "probe_", "egov_agent_")) or name in own:
+        raise ValueError(f"metric_name {name!r} is reserved for the agent's own metrics")
 
 
 class Settings(BaseModel):

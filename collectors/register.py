@@ -20,7 +20,17 @@ from pydantic import Field, field_validator, model_validator
 
 from agent.errors import Outcome, ProtocolError
 from collectors import _register_parse
-from collectors.base import RESERVED_LABELS, CollectorSpec, MetricSpec, ProbeContext, Settings
+from collectors._lru import LruMap
+from collectors.base import (
+    RESERVED_LABELS,
+    CollectorSpec,
+    LabelName,
+    MetricName,
+    MetricSpec,
+    ProbeContext,
+    Settings,
+    check_user_metric_name,
+)
 
 METRICS = (
     MetricSpec("egov_register_rows", "gauge", "Rows of the register file that were read and exported."),
@@ -33,8 +43,6 @@ OWN_NAMES = frozenset(m.name for m in METRICS)
 MAX_LOGGED_BAD_ROWS = 20
 MAX_CACHED_FILES = 256
 
-MetricName = Annotated[str, Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", max_length=200)]
-LabelName = Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", max_length=100)]
 Column = Annotated[str, Field(min_length=1, max_length=200)]
 _AGENCY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _OFFSET_RE = re.compile(r"^([+-])(\d{2}):(\d{2})$")
@@ -54,8 +62,7 @@ class RegisterMetric(Settings):
     @model_validator(mode="after")
     def _names(self) -> RegisterMetric:
         name = self.metric_name
-        if name.startswith("__") or name.startswith(("probe_", "egov_agent_")) or name in OWN_NAMES:
-            raise ValueError(f"metric_name {name!r} is reserved for the agent's own metrics")
+        check_user_metric_name(name, OWN_NAMES)
         if name.endswith("_total"):
             raise ValueError(f"metric_name {name!r}: register figures are gauges, so no _total suffix")
         if self.type == "date" and not name.endswith("_timestamp_seconds"):
@@ -122,10 +129,7 @@ async def probe_register(ctx: ProbeContext, settings: RegisterSettings) -> bool:
     except ProtocolError as err:
         return ctx.fail(Outcome.PROTOCOL_ERROR, "register file %s: %s", path, err)
     if loaded is not previous:
-        _loaded.pop(key, None)
-        while len(_loaded) >= MAX_CACHED_FILES:
-            del _loaded[next(iter(_loaded))]
-        _loaded[key] = loaded
+        _loaded.put(key, loaded)
         ctx.log("register file %s parsed (%d rows, %d bad)", path, loaded.rows, len(loaded.bad))
     for name, value, labels in loaded.samples:
         ctx.sink.add(name, value, *labels)
@@ -171,7 +175,7 @@ class _Loaded:
     bad: list[tuple[int, str]] = field(default_factory=list)
 
 
-_loaded: dict[tuple[str, str], _Loaded] = {}
+_loaded: LruMap[tuple[str, str], _Loaded] = LruMap(MAX_CACHED_FILES)
 
 
 def _load(path: str, settings: RegisterSettings, previous: _Loaded | None) -> tuple[_Loaded, float]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
@@ -21,6 +20,7 @@ from pydantic import (
 from agent.errors import ProbeError, ProtocolError
 from collectors import _resolve
 from collectors import _snmp_link as _link
+from collectors._lru import LruMap
 from collectors._snmp_ber import Oid, VarBind, format_oid
 from collectors._snmp_catalogue import MODULES as _NETWORK_MODULES
 from collectors._snmp_catalogue_devices import MODULES as _DEVICE_MODULES
@@ -46,8 +46,7 @@ SCRAPE_METRICS = (
 )
 DEFAULT_PORT = 161
 _RELEASE_SLICE = 1024
-_MAX_CACHED_LOOKUPS = 4096
-_LOOKUP_CACHE: OrderedDict[tuple[str, str, Oid | None], tuple[int, list[VarBind]]] = OrderedDict()
+_LOOKUP_CACHE: LruMap[tuple[str, str, Oid | None], tuple[int, list[VarBind]]] = LruMap(4096)
 """(check, target, root) -> (runs it may still serve, varbinds): lookup-only walks, least recently used first."""
 _OWN_PREFIXES = ("snmp_", "egov_", "probe_")
 
@@ -243,8 +242,7 @@ async def probe_snmp(ctx: ProbeContext, settings: SnmpSettings) -> bool:
                 cache_key = (ctx.check, ctx.target, root)
                 cached = _LOOKUP_CACHE.get(cache_key) if root in plan.lookup_only else None
                 if cached is not None and cached[0] > 0:
-                    _LOOKUP_CACHE[cache_key] = (cached[0] - 1, cached[1])
-                    _LOOKUP_CACHE.move_to_end(cache_key)
+                    _LOOKUP_CACHE.put(cache_key, (cached[0] - 1, cached[1]))
                     rows.take(len(cached[1]))
                     ctx.log("%s: %d varbinds from the lookup cache", name, len(cached[1]))
                     varbinds += cached[1]
@@ -256,7 +254,7 @@ async def probe_snmp(ctx: ProbeContext, settings: SnmpSettings) -> bool:
                         found = await walk(session, root, settings.max_repetitions, rows,
                                            settings.allow_nonincreasing_oids)
                         if root in plan.lookup_only and settings.lookup_cache_runs > 1:
-                            _remember_lookups(cache_key, settings.lookup_cache_runs - 1, found)
+                            _LOOKUP_CACHE.put(cache_key, (settings.lookup_cache_runs - 1, found))
                 except ProbeError as err:
                     if not _subtree_only(err):
                         raise
@@ -291,13 +289,6 @@ async def probe_snmp(ctx: ProbeContext, settings: SnmpSettings) -> bool:
 def _within(oid: str, root: str) -> bool:
     """Whether the OID (dotted text) lies in the subtree of root."""
     return oid == root or oid.startswith(root + ".")
-
-
-def _remember_lookups(key: tuple[str, str, Oid | None], runs: int, found: list[VarBind]) -> None:
-    _LOOKUP_CACHE[key] = (runs, found)
-    _LOOKUP_CACHE.move_to_end(key)
-    while len(_LOOKUP_CACHE) > _MAX_CACHED_LOOKUPS:
-        _LOOKUP_CACHE.popitem(last=False)
 
 
 def _subtree_only(err: ProbeError) -> bool:

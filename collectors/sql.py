@@ -33,7 +33,17 @@ from agent.durations import Duration, format_duration
 from agent.errors import Outcome
 from agent.secrets import Secret, SecretValue
 from collectors import _sql_engine
-from collectors.base import RESERVED_LABELS, CollectorSpec, MetricSpec, ProbeContext, Settings
+from collectors._lru import LruMap
+from collectors.base import (
+    RESERVED_LABELS,
+    CollectorSpec,
+    LabelName,
+    MetricName,
+    MetricSpec,
+    ProbeContext,
+    Settings,
+    check_user_metric_name,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -56,8 +66,6 @@ TIMEOUT_GRACE = 0.5
 MAX_CACHE_ENTRIES = 1024
 MAX_LABEL_VALUE = 256
 
-MetricName = Annotated[str, Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", max_length=200)]
-LabelName = Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", max_length=100)]
 QueryName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
 DsnName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
 _SECRET: TypeAdapter[Secret] = TypeAdapter(SecretValue)
@@ -112,8 +120,7 @@ class SqlMetric(Settings):
     @model_validator(mode="after")
     def _consistent(self) -> SqlMetric:
         name = self.metric_name
-        if name.startswith("__") or name.startswith(("probe_", "egov_agent_")) or name in OWN_NAMES:
-            raise ValueError(f"metric_name {name!r} is reserved for the agent's own metrics")
+        check_user_metric_name(name, OWN_NAMES)
         if self.type == "counter" and not name.endswith("_total"):
             raise ValueError(f"counter {name!r} must end in _total")
         if len(self.values) > 1 and self.value_label is None:
@@ -285,7 +292,7 @@ class _Cached:
     samples: list[tuple[str, float, tuple[str, ...]]]
 
 
-_cache: dict[tuple[str, str, str, str], _Cached] = {}
+_cache: LruMap[tuple[str, str, str, str], _Cached] = LruMap(MAX_CACHE_ENTRIES)
 
 
 class _QueryRunner:
@@ -453,10 +460,7 @@ def _cache_key(ctx: ProbeContext, query: SqlQuery) -> tuple[str, str, str, str]:
 
 
 def _remember(key: tuple[str, str, str, str], cached: _Cached) -> None:
-    _cache.pop(key, None)
-    while len(_cache) >= MAX_CACHE_ENTRIES:
-        del _cache[next(iter(_cache))]
-    _cache[key] = cached
+    _cache.put(key, cached)
 
 
 def _fail_all(ctx: ProbeContext, queries: Sequence[SqlQuery], outcome: Outcome, message: str) -> bool:
