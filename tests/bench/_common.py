@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,6 +138,41 @@ def cpu_seconds(pid: int | str = "self") -> float:
     fields = text[text.rindex(")") + 2:].split()
     # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def cpu_seconds_fine(pid: int) -> float:
+    """Seconds on CPU of all threads of a process, from /proc/PID/task/*/schedstat (nanosecond resolution)."""
+    total = 0
+    for path in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(path.read_text().split()[0])
+        except (OSError, IndexError, ValueError):  # a thread that just ended
+            continue
+    return total / 1e9
+
+
+def blackbox_probe_cost(blackbox: Any, module: str, target: str, probes: int, warmup: int) -> dict[str, Any]:
+    """Probe time (blackbox's own probe_duration_seconds) and blackbox_exporter's CPU per probe, over /probe."""
+    from fakes.blackbox import parse_samples
+
+    assert blackbox.process is not None
+    conn = http.client.HTTPConnection("127.0.0.1", blackbox.port, timeout=30)
+    path = "/probe?" + urllib.parse.urlencode({"module": module, "target": target})
+
+    def once() -> float:
+        conn.request("GET", path)
+        samples = parse_samples(conn.getresponse().read().decode().splitlines())
+        if samples["probe_success"] != 1:
+            raise RuntimeError(f"blackbox {module}: {blackbox.debug(module, target)}")
+        return float(samples["probe_duration_seconds"])
+
+    for _ in range(warmup):
+        once()
+    cpu = cpu_seconds_fine(blackbox.process.pid)
+    durations = [once() for _ in range(probes)]
+    cpu_ms = (cpu_seconds_fine(blackbox.process.pid) - cpu) / probes * 1000
+    conn.close()
+    return {"time": summary_ms(durations), "cpu_ms": cpu_ms}
 
 
 def threads(pid: int | str = "self") -> int:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import subprocess
 import sys
 import tempfile
@@ -111,7 +110,7 @@ def blackbox(probes: int, gap: float) -> dict[str, Any]:
             scraper = c.Scraper(url)
             for _ in range(50):
                 scraper.get()
-            cpu, wall = _timed(lambda: _paced(scraper.get, probes, gap), lambda: _on_cpu(process.pid))
+            cpu, wall = _timed(lambda: _paced(scraper.get, probes, gap), lambda: c.cpu_seconds_fine(process.pid))
             scraper.close()
             version = subprocess.run([BLACKBOX, "--version"], capture_output=True, text=True, check=False)
         finally:
@@ -177,15 +176,6 @@ def _timed(action: Callable[[], None], clock: Callable[[], float]) -> tuple[floa
     cpu, wall = clock(), time.perf_counter()
     action()
     return clock() - cpu, time.perf_counter() - wall
-
-
-def _on_cpu(pid: int) -> float:
-    """Seconds on CPU of all threads of a process, from /proc/PID/task/*/schedstat (nanosecond resolution)."""
-    total = 0
-    for path in Path(f"/proc/{pid}/task").glob("*/schedstat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):  # a thread that just ended
-            total += int(path.read_text().split()[0])
-    return total / 1e9
 
 
 if __name__ == "__main__":

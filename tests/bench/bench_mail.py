@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import http.client
 import sys
 import tempfile
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +31,7 @@ from collectors import mail, tcp
 
 # After the packages: a folder under tests/ must never shadow an installed package.
 sys.path.append(str(c.REPO / "tests"))
-from fakes.blackbox import Blackbox, parse_samples
+from fakes.blackbox import Blackbox
 from fakes.mailstack import MailStack
 
 NAME = "bench_mail"
@@ -82,7 +79,7 @@ def main() -> int:
                 row: dict[str, Any] = {"agent": ours}
                 if peer is not None:
                     if peer not in peer_cache:
-                        peer_cache[peer] = _blackbox(blackbox, peer, target, probes)
+                        peer_cache[peer] = c.blackbox_probe_cost(blackbox, peer, target, probes, warmup=5)
                     row["blackbox"] = peer_cache[peer]
                     row["cpu_ratio"] = c.ratio(ours["cpu_ms"], peer_cache[peer]["cpu_ms"])
                 results[label] = row
@@ -137,36 +134,6 @@ async def _agent(label: str, spec: Any, settings: Any, target: str, probes: int)
     if deliveries:
         out["delivery_p50_ms"] = c.summary_ms(deliveries)["p50_ms"]
     return out
-
-
-def _blackbox(blackbox: Blackbox, module: str, target: str, probes: int) -> dict[str, Any]:
-    assert blackbox.process is not None
-    conn = http.client.HTTPConnection("127.0.0.1", blackbox.port, timeout=30)
-    path = "/probe?" + urllib.parse.urlencode({"module": module, "target": target})
-
-    def once() -> float:
-        conn.request("GET", path)
-        samples = parse_samples(conn.getresponse().read().decode().splitlines())
-        if samples["probe_success"] != 1:
-            raise RuntimeError(f"blackbox {module}: {blackbox.debug(module, target)}")
-        return samples["probe_duration_seconds"]
-
-    for _ in range(5):
-        once()
-    cpu = _cpu_seconds(blackbox.process.pid)
-    durations = [once() for _ in range(probes)]
-    cpu_ms = (_cpu_seconds(blackbox.process.pid) - cpu) / probes * 1000
-    conn.close()
-    return {"time": c.summary_ms(durations), "cpu_ms": cpu_ms}
-
-
-def _cpu_seconds(pid: int) -> float:
-    """Seconds on CPU of all threads of a process, from /proc/PID/task/*/schedstat (nanosecond resolution)."""
-    total = 0
-    for path in Path(f"/proc/{pid}/task").glob("*/schedstat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):  # a thread that just ended
-            total += int(path.read_text().split()[0])
-    return total / 1e9
 
 
 if __name__ == "__main__":

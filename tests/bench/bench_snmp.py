@@ -296,10 +296,10 @@ def _exporter(spec: dict[str, Any]) -> dict[str, Any]:
     varbinds = int(float(next(line.split()[1] for line in text.splitlines()
                               if line.startswith("snmp_scrape_pdus_returned "))))
     pid = spec["exporter_pid"]
-    cpu, wall = _schedstat_seconds(pid), time.perf_counter()
+    cpu, wall = c.cpu_seconds_fine(pid), time.perf_counter()
     for _ in range(spec["runs"]):
         scrape()
-    return {"runs": spec["runs"], "varbinds": varbinds, "cpu_s": _schedstat_seconds(pid) - cpu,
+    return {"runs": spec["runs"], "varbinds": varbinds, "cpu_s": c.cpu_seconds_fine(pid) - cpu,
             "wall_s": time.perf_counter() - wall}
 
 
@@ -357,17 +357,6 @@ async def _pysnmp(spec: dict[str, Any]) -> dict[str, Any]:
               "wall_s": time.perf_counter() - wall}
     engine.close_dispatcher()
     return result
-
-
-def _schedstat_seconds(pid: int) -> float:
-    """On-CPU time of every thread of a process, in seconds (schedstat is in nanoseconds)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (OSError, ValueError):
-            continue  # a thread that ended meanwhile
-    return total / 1e9
 
 
 WORKERS = {"agent": _agent, "agent_stalls": _agent_stalls, "agent_profile": _agent_profile, "exporter": _exporter,

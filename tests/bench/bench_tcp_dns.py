@@ -19,14 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import http.client
 import json
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +38,7 @@ from exporters.exposition import Exposition
 
 # After the packages: a folder under tests/ must never shadow an installed package.
 sys.path.append(str(c.REPO / "tests"))
-from fakes.blackbox import Blackbox, parse_samples
+from fakes.blackbox import Blackbox
 from fakes.dns import Dnsmasq
 
 NAME = "bench_tcp_dns"
@@ -80,7 +78,7 @@ def main() -> int:
         results: dict[str, Any] = {}
         for module, target in cases.items():
             ours = asyncio.run(_agent(module, modules[module], target, probes))
-            theirs = _blackbox(blackbox, module, target, probes)
+            theirs = c.blackbox_probe_cost(blackbox, module, target, probes, warmup=20)
             results[module] = {"agent": ours, "blackbox": theirs,
                                "cpu_ratio": c.ratio(ours["cpu_ms"], theirs["cpu_ms"]),
                                "p50_ratio": c.ratio(ours["time"]["p50_ms"], theirs["time"]["p50_ms"])}
@@ -152,36 +150,6 @@ async def _agent(module: str, body: dict[str, Any], target: str, probes: int) ->
     if not all(r.success for r in burst):
         raise RuntimeError(f"{module}: a concurrent run failed")
     return {"time": c.summary_ms(durations), "cpu_ms": cpu_ms, "burst100_ms": burst_ms}
-
-
-def _blackbox(blackbox: Blackbox, module: str, target: str, probes: int) -> dict[str, Any]:
-    assert blackbox.process is not None
-    conn = http.client.HTTPConnection("127.0.0.1", blackbox.port, timeout=30)
-    path = "/probe?" + urllib.parse.urlencode({"module": module, "target": target})
-
-    def once() -> float:
-        conn.request("GET", path)
-        samples = parse_samples(conn.getresponse().read().decode().splitlines())
-        if samples["probe_success"] != 1:
-            raise RuntimeError(f"blackbox {module}: {blackbox.debug(module, target)}")
-        return samples["probe_duration_seconds"]
-
-    for _ in range(20):
-        once()
-    cpu = _cpu_seconds(blackbox.process.pid)
-    durations = [once() for _ in range(probes)]
-    cpu_ms = (_cpu_seconds(blackbox.process.pid) - cpu) / probes * 1000
-    conn.close()
-    return {"time": c.summary_ms(durations), "cpu_ms": cpu_ms}
-
-
-def _cpu_seconds(pid: int) -> float:
-    """Seconds on CPU of all threads of a process, from /proc/PID/task/*/schedstat (nanosecond resolution)."""
-    total = 0
-    for path in Path(f"/proc/{pid}/task").glob("*/schedstat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):  # a thread that just ended
-            total += int(path.read_text().split()[0])
-    return total / 1e9
 
 
 if __name__ == "__main__":

@@ -11,16 +11,15 @@ receiver, and nothing else about them: their EgovServiceDown fires in Prometheus
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from fakes.fault_proxy import FaultProxy
+from fakes.okserver import OkServer
 from fakes.promstack import (
     DEPLOY,
     Prometheus,
@@ -46,37 +45,9 @@ SERVICE_DOWN_FOR = 5.0  # production 5m, scaled to seconds
 UNREACHABLE_FOR = 2.0  # production 2m
 
 
-class _Portal:
-    """A tiny HTTP server answering 200 on 127.0.0.1, stoppable (then connections are refused)."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = int(self.server.server_address[1])
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.running = True
-
-    def stop(self) -> None:
-        if self.running:
-            self.running = False
-            self.server.shutdown()
-            self.server.server_close()
-            self.thread.join(timeout=5)
-
-
 @pytest.fixture
 def stack(tmp_path: Path, start_agent: Callable[..., AgentProcess]) -> Iterator[dict[str, Any]]:
-    portal_a, portal_b = _Portal(), _Portal()
+    portal_a, portal_b = OkServer(), OkServer()
     proxy = FaultProxy(portal_b.port).start()
     hook = WebhookReceiver().start()
     servers: list[Server] = []

@@ -9,15 +9,14 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from fakes.okserver import OkServer
 from fakes.promstack import DEPLOY, Prometheus, binary, start_prometheus
 from testlib import AgentProcess, free_port, wait_for
 
@@ -129,34 +128,9 @@ def test_variable_substitution_reaches_every_variable() -> None:
             assert "$" not in _substitute(expr, values), where
 
 
-class _Http:
-    """A local HTTP server answering 200, for the agent's portal check."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = int(self.server.server_address[1])
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-
 @pytest.fixture
 def prometheus_with_data(tmp_path: Path, start_agent: Callable[..., AgentProcess]) -> Iterator[Prometheus]:
-    http = _Http()
+    http = OkServer()
     prometheus: Prometheus | None = None
     try:
         agent = start_agent(_agent_config(tmp_path / "state", http.port))

@@ -49,6 +49,12 @@ class Server:
         """Everything the server wrote so far."""
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
+    def get(self, path: str, timeout: float = 5.0) -> bytes:
+        """GET a path and return the body; fails the test on a non-200 status."""
+        status, body, _ = http_get(f"{self.url}{path}", timeout=timeout)
+        assert status == 200, f"{self.name} GET {path}: {status} {body[:500]!r}"
+        return body
+
     def get_json(self, path: str, **params: str) -> Any:
         """GET a path with query parameters and decode the JSON body; fails unless the status is 200."""
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
@@ -64,7 +70,10 @@ class Server:
                 raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
             return http_get(f"{self.url}{path}", timeout=1)[0] == 200
 
-        wait_for(ready, timeout=timeout)
+        try:
+            wait_for(ready, timeout=timeout)
+        except AssertionError as err:
+            raise AssertionError(f"{err}\n{self.name} log:\n{self.log()}") from None
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM by PID and wait; SIGKILL if it does not exit in time."""

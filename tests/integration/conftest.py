@@ -8,7 +8,6 @@ under `--import-mode=importlib`).
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import urllib.parse
@@ -19,63 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from testlib import AgentProcess, free_port, host_config, http_get, wait_for
-
-
-def require_binary(name: str) -> str:
-    """The full path of a Debian-packaged binary; a missing one fails the test (tests/run installs it)."""
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed: run the suite through tests/run, which installs the Debian packages")
-    return path
-
-
-@dataclass
-class ServerProcess:
-    """A server started by a test, listening on `address`, with its output in a file."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    address: str
-    log_path: Path
-
-    @property
-    def url(self) -> str:
-        """Base URL of the server."""
-        return f"http://{self.address}"
-
-    def log(self) -> str:
-        """Everything the server wrote so far."""
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def get(self, path: str, timeout: float = 5.0) -> bytes:
-        """GET a path and return the body; fails the test on a non-200 status."""
-        status, body, _ = http_get(f"{self.url}{path}", timeout=timeout)
-        assert status == 200, f"{self.name} GET {path}: {status} {body[:500]!r}"
-        return body
-
-    def wait_ready(self, path: str, timeout: float = 20.0) -> None:
-        """Poll `path` until it answers 200; fail at once, with the log, if the process exits."""
-
-        def ready() -> bool:
-            if self.process.poll() is not None:
-                raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
-            return http_get(f"{self.url}{path}", timeout=1)[0] == 200
-
-        try:
-            wait_for(ready, timeout=timeout)
-        except AssertionError as err:
-            raise AssertionError(f"{err}\n{self.name} log:\n{self.log()}") from None
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM by PID and wait; SIGKILL if it does not exit in time."""
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=timeout)
+from fakes.promstack import Server as ServerProcess
+from fakes.promstack import binary as require_binary
+from testlib import AgentProcess, free_port, host_config
 
 
 @pytest.fixture
